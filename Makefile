@@ -1,0 +1,49 @@
+# The course in two commands:
+#   make lab    install everything into .venv (first time only) and open the course in JupyterLab
+#   make test   install if needed, then run the course_lib unit tests and every notebook under nbval
+#
+# torch is installed first, pinned, so that pip takes the CPU build of torch 2.13.0 rather than a
+# newest build with several GB of CUDA packages. GPU users: see "GPU set-up" in README.md.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.course-installed
+TORCH_SPEC ?= torch==2.13.0
+LAB_OPTS ?=
+PYTEST_OPTS ?=
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PYTHONHASHSEED := 0
+
+.PHONY: install lab test unit notebooks bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -c "import torch, course_lib; print('installed torch', torch.__version__, 'and course_lib', course_lib.__version__)"
+	touch $(STAMP)
+
+lab: install
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_OPTS)
+
+# Every test: unit tests, then every notebook and solutions notebook, executed from a fresh kernel.
+test: install
+	$(PY) -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=600 $(PYTEST_OPTS)
+
+unit: install
+	$(PY) -m pytest tests $(PYTEST_OPTS)
+
+notebooks: install
+	$(PY) -m pytest notebooks --nbval-lax --nbval-cell-timeout=600 $(PYTEST_OPTS)
+
+bench: install
+	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) data/cache

@@ -1,0 +1,106 @@
+"""Checkers for the notebooks' exercises.
+
+Each chapter has a module (`ch00`, `ch01`, ...) whose functions take the learner's code, run it
+against the course's reference on a few cases and print a helpful verdict. The shared machinery
+lives here: `check_function` compares a learner's function with a reference.
+
+The contract every checker keeps:
+- a function still raising `NotImplementedError` is not an error: the checker prints a hint and
+  returns False, so an untouched exercise notebook runs top to bottom;
+- a wrong answer raises `ExerciseError` naming the case, what was expected, what was given and a hint;
+- a right answer prints a short success line and returns True.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["ExerciseError", "check_function", "values_equal"]
+
+
+class ExerciseError(AssertionError):
+    """A learner's answer differs from the reference."""
+
+
+def _short(x: Any, limit: int = 300) -> str:
+    text = repr(x)
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def values_equal(got: Any, expected: Any, atol: float = 0.0, rtol: float = 0.0) -> bool:
+    """True when `got` matches `expected`: exactly, or within atol/rtol for tensors and floats.
+
+    Containers (list, tuple, dict) are compared element by element.
+    >>> values_equal([1, 2.0000001], [1, 2.0], atol=1e-6)
+    True
+    """
+    if isinstance(expected, torch.Tensor):
+        if not isinstance(got, torch.Tensor):
+            got = torch.as_tensor(got)
+        if got.shape != expected.shape:
+            return False
+        if atol == 0 and rtol == 0:
+            return bool(torch.equal(got.to(expected.dtype), expected))
+        return bool(torch.allclose(got.to(torch.float64).cpu(), expected.to(torch.float64).cpu(), atol=atol, rtol=rtol))
+    if isinstance(expected, np.ndarray):
+        return values_equal(torch.as_tensor(np.asarray(got)), torch.as_tensor(expected), atol, rtol)
+    if isinstance(expected, dict):
+        return isinstance(got, dict) and got.keys() == expected.keys() and all(
+            values_equal(got[k], expected[k], atol, rtol) for k in expected
+        )
+    if isinstance(expected, (list, tuple)):
+        return (
+            isinstance(got, (list, tuple))
+            and len(got) == len(expected)
+            and all(values_equal(g, e, atol, rtol) for g, e in zip(got, expected))
+        )
+    if isinstance(expected, float) or isinstance(got, float):
+        try:
+            return abs(float(got) - float(expected)) <= atol + rtol * abs(float(expected))
+        except (TypeError, ValueError):
+            return False
+    return got == expected
+
+
+def check_function(
+    learner_fn: Callable,
+    reference_fn: Callable,
+    cases: Iterable[Sequence[Any]],
+    *,
+    name: str = "exercise",
+    atol: float = 0.0,
+    rtol: float = 0.0,
+    hint: str = "",
+) -> bool:
+    """Run `learner_fn(*case)` and `reference_fn(*case)` on every case and compare the results.
+
+    Returns True when all cases match, False when the exercise is not attempted yet
+    (the learner's function raises NotImplementedError); raises ExerciseError otherwise.
+    """
+    if not callable(learner_fn):
+        raise TypeError(f"{name}: expected a function, got {type(learner_fn).__name__}")
+    cases = [tuple(c) if isinstance(c, (list, tuple)) else (c,) for c in cases]
+    for i, args in enumerate(cases, 1):
+        expected = reference_fn(*args)
+        try:
+            got = learner_fn(*args)
+        except NotImplementedError:
+            print(f"⏳ {name}: not attempted yet. Replace `raise NotImplementedError` with your code." + (f"\n   Hint: {hint}" if hint else ""))
+            return False
+        except Exception as exc:  # the learner's code crashed: say where, keep the cause
+            raise ExerciseError(
+                f"{name}: case {i} of {len(cases)} raised {type(exc).__name__}: {exc}\n"
+                f"  input:    {_short(args)}" + (f"\n  hint:     {hint}" if hint else "")
+            ) from exc
+        if not values_equal(got, expected, atol=atol, rtol=rtol):
+            raise ExerciseError(
+                f"{name}: case {i} of {len(cases)} is wrong.\n"
+                f"  input:    {_short(args)}\n"
+                f"  expected: {_short(expected)}\n"
+                f"  got:      {_short(got)}" + (f"\n  hint:     {hint}" if hint else "")
+            )
+    print(f"✅ {name}: all {len(cases)} cases match the reference.")
+    return True

@@ -1,0 +1,81 @@
+"""Seeding, device choice and a tiny timer. See notebook 00.
+
+Leaves out: multi-GPU placement (see notebook 11) and mixed precision.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+import torch
+
+DEVICE_ENV_VAR = "COURSE_DEVICE"
+VALID_DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def set_seed(seed: int = 1337) -> None:
+    """Seed Python's `random`, NumPy and PyTorch (CPU and every GPU) with one number.
+
+    >>> set_seed(0); a = torch.rand(1); set_seed(0); bool(a == torch.rand(1))
+    True
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}: {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+
+
+def get_device(name: str | None = None) -> torch.device:
+    """Pick where tensors live: cuda, then mps, then cpu.
+
+    `name` (or the COURSE_DEVICE environment variable) forces a choice:
+    one of "auto", "cpu", "cuda", "mps". Asking for a device that is not there is an error.
+
+    >>> get_device("cpu")
+    device(type='cpu')
+    """
+    source = "argument"
+    if name is None:
+        name = os.environ.get(DEVICE_ENV_VAR, "auto")
+        source = f"environment variable {DEVICE_ENV_VAR}"
+    choice = str(name).strip().lower()
+    if choice not in VALID_DEVICES:
+        raise ValueError(
+            f"invalid device {name!r} (from the {source}); expected one of {', '.join(VALID_DEVICES)}"
+        )
+    if choice == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device 'cuda' was asked for (from the {source}) but no CUDA GPU is available; use 'cpu' or 'auto'")
+    if choice == "mps" and not _mps_available():
+        raise ValueError(f"device 'mps' was asked for (from the {source}) but MPS is not available; use 'cpu' or 'auto'")
+    return torch.device(choice)
+
+
+@contextmanager
+def timer(label: str = "", verbose: bool = True) -> Iterator[dict]:
+    """Time a block: `with timer("train") as t: ...` then `t["seconds"]`."""
+    result: dict = {"seconds": float("nan")}
+    start = time.perf_counter()
+    try:
+        yield result
+    finally:
+        result["seconds"] = time.perf_counter() - start
+        if verbose:
+            print(f"{label + ': ' if label else ''}{result['seconds']:.2f} s")

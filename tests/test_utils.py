@@ -1,0 +1,70 @@
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib.utils import VALID_DEVICES, get_device, set_seed, timer
+
+
+def test_set_seed_makes_python_numpy_and_torch_repeat():
+    set_seed(123)
+    first = (random.random(), np.random.rand(), torch.rand(3))
+    set_seed(123)
+    second = (random.random(), np.random.rand(), torch.rand(3))
+    assert first[0] == second[0] and first[1] == second[1]
+    assert torch.equal(first[2], second[2])
+
+
+def test_set_seed_different_seeds_differ():
+    set_seed(1)
+    a = torch.rand(5)
+    set_seed(2)
+    assert not torch.equal(a, torch.rand(5))
+
+
+@pytest.mark.parametrize("bad", [1.5, "3", None, True])
+def test_set_seed_rejects_non_int(bad):
+    with pytest.raises(TypeError, match="seed must be an int"):
+        set_seed(bad)
+
+
+def test_set_seed_rejects_negative():
+    with pytest.raises(ValueError, match=">= 0"):
+        set_seed(-1)
+
+
+def test_get_device_cpu_and_auto(monkeypatch):
+    monkeypatch.delenv("COURSE_DEVICE", raising=False)
+    assert get_device("cpu") == torch.device("cpu")
+    auto = get_device()
+    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert auto.type == expected
+
+
+def test_get_device_env_override(monkeypatch):
+    monkeypatch.setenv("COURSE_DEVICE", "CPU")
+    assert get_device() == torch.device("cpu")
+
+
+def test_get_device_invalid_name_lists_valid_ones(monkeypatch):
+    with pytest.raises(ValueError) as err:
+        get_device("tpu")
+    for name in VALID_DEVICES:
+        assert name in str(err.value)
+    monkeypatch.setenv("COURSE_DEVICE", "gpu0")
+    with pytest.raises(ValueError, match="COURSE_DEVICE"):
+        get_device()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_get_device_missing_cuda_is_an_error():
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        get_device("cuda")
+
+
+def test_timer_measures(capsys):
+    with timer("block") as t:
+        sum(range(1000))
+    assert t["seconds"] >= 0
+    assert "block:" in capsys.readouterr().out
