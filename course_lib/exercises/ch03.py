@@ -1,0 +1,87 @@
+"""Checkers for notebook 03 (attention).
+
+Each `check_*` takes the learner's function, runs it against the course's reference on a few
+cases, and keeps the contract of `course_lib.exercises`: not attempted -> hint, returns False;
+wrong -> ExerciseError; right -> True.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from course_lib.attention import causal_mask, scaled_dot_product_attention
+from course_lib.exercises import check_function
+
+__all__ = ["check_attention_weights", "check_causal_mask", "check_split_heads", "check_masked_attention"]
+
+
+def _randn(*shape: int, seed: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _weights_reference(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    return scaled_dot_product_attention(q, k, k, return_weights=True)[1]
+
+
+def check_attention_weights(fn: Callable) -> bool:
+    """Exercise 1: fn(q (T_q, d_k), k (T_k, d_k)) returns softmax(q k^T / sqrt(d_k)), shape (T_q, T_k)."""
+    cases = [
+        (torch.tensor([[1.0, 0.0, 1.0, 0.0]]), torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]])),
+        (_randn(4, 8, seed=0), _randn(4, 8, seed=1)),
+        (_randn(3, 64, seed=2), _randn(5, 64, seed=3)),
+    ]
+    return check_function(
+        fn, _weights_reference, cases, name="attention weights", atol=1e-5, rtol=1e-4,
+        hint="scores = q @ k.T / math.sqrt(q.shape[-1]); then torch.softmax(scores, dim=-1) (each row sums to 1).",
+    )
+
+
+def check_causal_mask(fn: Callable) -> bool:
+    """Exercise 2: fn(t_q, t_k) returns the bool (t_q, t_k) causal mask; queries are the LAST t_q positions."""
+    cases = [(1, 1), (3, 3), (5, 5), (1, 4), (2, 5), (3, 7)]
+    return check_function(
+        fn, causal_mask, cases, name="causal mask with a cache",
+        hint="query i sits at absolute position i + (t_k - t_q) and may see keys j <= that position: "
+        "torch.ones(t_q, t_k, dtype=torch.bool).tril(diagonal=t_k - t_q). Return dtype torch.bool.",
+    )
+
+
+def _split_heads_reference(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    B, T, d = x.shape
+    return x.view(B, T, n_heads, d // n_heads).transpose(1, 2)
+
+
+def check_split_heads(fn: Callable) -> bool:
+    """Exercise 3: fn(x (B, T, d_model), n_heads) returns (B, n_heads, T, d_model // n_heads)."""
+    cases = [
+        (torch.arange(24.0).view(1, 2, 12), 3),
+        (_randn(2, 5, 12, seed=4), 4),
+        (_randn(3, 7, 16, seed=5), 1),
+        (_randn(2, 3, 16, seed=6), 16),
+    ]
+    return check_function(
+        fn, _split_heads_reference, cases, name="split heads",
+        hint="x.view(B, T, n_heads, d_model // n_heads) then .transpose(1, 2): head h holds "
+        "columns h*hs ... (h+1)*hs - 1 of every position. (A plain .view(B, n_heads, T, hs) mixes positions up.)",
+    )
+
+
+def _masked_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return scaled_dot_product_attention(q, k, v, mask=mask)
+
+
+def check_masked_attention(fn: Callable) -> bool:
+    """Exercise 4: fn(q, k, v, mask) is attention with a bool mask (True = may attend), any batch dims."""
+    pad = torch.tensor([[True, True, True, False, False]])  # (1, 5) broadcast over queries
+    cases = [
+        (_randn(5, 4, seed=7), _randn(5, 4, seed=8), _randn(5, 3, seed=9), causal_mask(5)),
+        (_randn(5, 4, seed=10), _randn(5, 4, seed=11), _randn(5, 4, seed=12), pad),
+        (_randn(2, 3, 6, 8, seed=13), _randn(2, 3, 6, 8, seed=14), _randn(2, 3, 6, 8, seed=15), causal_mask(6)),
+    ]
+    return check_function(
+        fn, _masked_reference, cases, name="masked attention", atol=1e-5, rtol=1e-4,
+        hint="scores = q @ k.transpose(-2, -1) / math.sqrt(d_k); scores = scores.masked_fill(~mask, float('-inf')); "
+        "weights = softmax(scores, dim=-1); return weights @ v. Use transpose(-2, -1), not .T, so batch dims work.",
+    )
