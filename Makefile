@@ -17,7 +17,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install lab test unit notebooks bench clean
+.PHONY: install lab test unit notebooks bench site browser-deps site-test clean
 
 install: $(STAMP)
 
@@ -45,5 +45,21 @@ notebooks: install
 bench: install
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
+# The static course site (HTML from the executed notebooks, offline) in _site/.
+site: install
+	$(PY) tools/build_site.py
+
+# Debian's Chromium (needs root or sudo) and Playwright, which drives it. Nothing else is downloaded.
+browser-deps: install
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+	$(PY) -m pip install --quiet -e ".[test,browser]"
+
+# Every page of the site in headless Chromium (no JavaScript error, no missing resource, nothing
+# from the network; screenshots in data/runs/screenshots/), and JupyterLab running notebook 00's widget.
+site-test: site browser-deps
+	$(PY) -m pytest tests_browser $(PYTEST_OPTS)
+
 clean:
-	rm -rf $(VENV) data/cache
+	rm -rf $(VENV) data/cache _site

@@ -16,19 +16,20 @@ def _normalise(spec: str) -> str:
 
 def test_pyproject_and_environment_yml_agree():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pip_deps = {_normalise(s) for s in project["dependencies"] + project["optional-dependencies"]["test"]}
+    extras = project["optional-dependencies"]
+    pip_deps = {_normalise(s) for s in project["dependencies"] + extras["test"] + extras["browser"]}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     python = [d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python")]
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     conda_deps = {_normalise(s) for s in pip_section if not s.startswith("-e")}
     assert conda_deps == pip_deps, f"only in environment.yml: {conda_deps - pip_deps}; only in pyproject.toml: {pip_deps - conda_deps}"
-    assert "-e .[test]" in pip_section, "environment.yml must install the project itself, editable"
+    assert "-e .[test,browser]" in pip_section, "environment.yml must install the project itself, editable"
     assert python == ["python=3.11"] and project["requires-python"].startswith(">=3.11")
 
 
 def test_every_dependency_is_pinned():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    for spec in project["dependencies"] + project["optional-dependencies"]["test"]:
+    for spec in project["dependencies"] + [s for extra in project["optional-dependencies"].values() for s in extra]:
         assert "==" in spec, f"{spec} is not pinned"
     assert "torch==2.13.0" in project["dependencies"]
 
