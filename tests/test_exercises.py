@@ -15,6 +15,10 @@ def test_values_equal_handles_tensors_containers_and_floats():
     assert not values_equal([1, 2], [1, 2, 3])
     assert values_equal(0.1 + 0.2, 0.3, atol=1e-12)
     assert not values_equal("x", 1.0)
+    assert not values_equal(None, torch.zeros(2))
+    assert not values_equal([[1], [2, 3]], torch.zeros(2))
+    import numpy as np
+    assert values_equal([1.0, 2.0], np.array([1.0, 2.0]))
 
 
 def test_unattempted_exercise_prints_hint_and_returns_false(capsys):

@@ -39,14 +39,17 @@ def values_equal(got: Any, expected: Any, atol: float = 0.0, rtol: float = 0.0) 
     """
     if isinstance(expected, torch.Tensor):
         if not isinstance(got, torch.Tensor):
-            got = torch.as_tensor(got)
+            try:
+                got = torch.as_tensor(got)
+            except (TypeError, ValueError, RuntimeError):  # None, ragged lists, strings: not a tensor
+                return False
         if got.shape != expected.shape:
             return False
         if atol == 0 and rtol == 0:
             return bool(torch.equal(got.to(expected.dtype), expected))
         return bool(torch.allclose(got.to(torch.float64).cpu(), expected.to(torch.float64).cpu(), atol=atol, rtol=rtol))
     if isinstance(expected, np.ndarray):
-        return values_equal(torch.as_tensor(np.asarray(got)), torch.as_tensor(expected), atol, rtol)
+        return values_equal(got, torch.as_tensor(expected), atol, rtol)
     if isinstance(expected, dict):
         return isinstance(got, dict) and got.keys() == expected.keys() and all(
             values_equal(got[k], expected[k], atol, rtol) for k in expected
