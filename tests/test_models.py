@@ -1,0 +1,247 @@
+"""Tests for course_lib.models: tiny seeded configurations, BERT == transformers, overfitting one batch."""
+
+import dataclasses
+import json
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_lib.models import (
+    BERT,
+    BertConfig,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    EncoderDecoder,
+    EncoderDecoderConfig,
+    GPT,
+    GPTConfig,
+    ModelOutput,
+    count_parameters,
+)
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run fastest on one thread (and do not collapse when the CPU is shared)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _tiny_gpt(seed=0, **kw):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig.preset("tiny", **kw))
+
+
+def _overfit(model, batch, steps=150, lr=1e-2):
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    model.train()
+    for _ in range(steps):
+        loss = model(*batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return loss.item()
+
+
+# ----------------------------------------------------------------------------- configs
+def test_configs_presets_and_json_round_trip():
+    for cls in (GPTConfig, BertConfig, EncoderDecoderConfig):
+        for name in cls.PRESETS:
+            cfg = cls.preset(name)
+            assert cls.from_dict(json.loads(json.dumps(dataclasses.asdict(cfg)))) == cfg
+    assert GPTConfig.preset("tiny", vocab_size=7).vocab_size == 7
+    with pytest.raises(ValueError, match="unknown preset"):
+        GPTConfig.preset("nope")
+    with pytest.raises(ValueError, match="divisible"):
+        GPTConfig(d_model=30, n_head=4)
+    with pytest.raises(ValueError, match="unknown GPTConfig keys"):
+        GPTConfig.from_dict({"n_layers": 3})
+
+
+# ----------------------------------------------------------------------------- GPT
+def test_gpt_shapes_loss_and_tying():
+    model = _tiny_gpt()
+    x = torch.randint(0, 32, (3, 10))
+    logits, loss = model(x, x)
+    assert logits.shape == (3, 10, 32)
+    assert torch.allclose(loss, F.cross_entropy(logits.view(-1, 32), x.view(-1)))
+    assert model.lm_head.weight is model.tok_emb.weight
+    untied = _tiny_gpt(tie_weights=False)
+    assert count_parameters(untied) == count_parameters(model) + 32 * 32
+    y = x.clone()
+    y[:, :5] = -100  # ignored positions
+    expected = F.cross_entropy(logits[:, 5:].reshape(-1, 32), x[:, 5:].reshape(-1))
+    assert torch.allclose(model(x, y).loss, expected, atol=1e-6)
+
+
+def test_gpt_fused_equals_from_scratch_and_is_causal():
+    fast = _tiny_gpt()
+    slow = GPT(dataclasses.replace(fast.config, fused=False))
+    slow.load_state_dict(fast.state_dict())
+    fast.eval(), slow.eval()
+    x = torch.randint(0, 32, (2, 12))
+    out = slow(x, return_attentions=True)
+    assert torch.allclose(fast(x).logits, out.logits, atol=1e-5)
+    w = out.attentions[0]  # (B, nh, T, T)
+    assert w.shape == (2, 2, 12, 12)
+    assert torch.allclose(w.sum(-1), torch.ones(2, 2, 12), atol=1e-5)
+    assert float(w.detach().triu(diagonal=1).abs().max()) == 0.0  # no looking ahead
+    # Changing a later token never changes earlier logits.
+    x2 = x.clone()
+    x2[:, 8] = (x2[:, 8] + 1) % 32
+    assert torch.allclose(fast(x).logits[:, :8], fast(x2).logits[:, :8], atol=1e-6)
+
+
+def test_gpt_bad_input():
+    model = _tiny_gpt()
+    with pytest.raises(ValueError, match="longer than the model's context of 16"):
+        model(torch.zeros(1, 17, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"vocab_size=32.*max 32"):
+        model(torch.tensor([[1, 32]]))
+    with pytest.raises(ValueError, match="min -1"):
+        model(torch.tensor([[-1, 2]]))
+    with pytest.raises(TypeError, match="integer"):
+        model(torch.zeros(1, 3))
+    with pytest.raises(ValueError, match=r"shape \(B, T\)"):
+        model(torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="targets must have the shape"):
+        model(torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, 2, dtype=torch.long))
+
+
+def test_gpt_overfits_one_batch():
+    model = _tiny_gpt(seed=1)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 32, (4, 16), generator=g)
+    y = torch.randint(0, 32, (4, 16), generator=g)
+    assert _overfit(model, (x, y), steps=200) < 0.05
+
+
+# ----------------------------------------------------------------------------- BERT
+def _minilm_reference():
+    from course_lib.data import load_minilm
+
+    return load_minilm(attn_implementation="eager")
+
+
+def test_bert_matches_transformers_minilm():
+    tokenizer, hf = _minilm_reference()
+    ours = BERT.from_pretrained()
+    texts = ["The cat sat on the mat.", "Attention is all you need, or so they say [SEP] really?"]
+    enc = tokenizer(texts, padding=True, return_tensors="pt")
+    enc["token_type_ids"][1, -4:] = 1  # exercise the segment embeddings too
+    with torch.no_grad():
+        ref = hf(**enc, output_attentions=True, output_hidden_states=True)
+        out = ours(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"], return_attentions=True, return_hidden_states=True)
+        fast = ours(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"])
+    assert len(out.hidden_states) == len(ref.hidden_states) == 7
+    for a, b in zip(out.hidden_states, ref.hidden_states):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    assert len(out.attentions) == 6 and out.attentions[0].shape == (2, 12, enc["input_ids"].size(1),) * 1 + (enc["input_ids"].size(1),)
+    for a, b in zip(out.attentions, ref.attentions):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.pooler_output, ref.pooler_output, atol=1e-4, rtol=0)
+    torch.testing.assert_close(fast.last_hidden_state, ref.last_hidden_state, atol=1e-4, rtol=0)
+
+
+def test_bert_mlm_head_and_prefix_loading(tmp_path):
+    """A random HF BertForMaskedLM saved with 'bert.' prefixes and a 'cls.' head loads and matches."""
+    from transformers import BertConfig as HFBertConfig
+    from transformers import BertForMaskedLM as HFBertForMaskedLM
+
+    torch.manual_seed(0)
+    hf_cfg = HFBertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                          intermediate_size=64, max_position_embeddings=24)
+    hf = HFBertForMaskedLM(hf_cfg).eval()
+    hf.save_pretrained(tmp_path, safe_serialization=True)
+    ours = BertForMaskedLM.from_pretrained(tmp_path)
+    assert ours.has_pretrained_head
+    ids = torch.randint(0, 50, (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids).logits, hf(input_ids=ids).logits, atol=1e-4, rtol=0)
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        BERT.from_pretrained(tmp_path / "missing")
+
+
+def test_bert_heads_overfit_and_shapes():
+    torch.manual_seed(0)
+    cfg = BertConfig.preset("tiny")
+    mlm = BertForMaskedLM(cfg)
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, 64, (4, 12), generator=g)
+    labels = torch.full_like(ids, -100)
+    labels[:, 3] = ids[:, 3]
+    labels[:, 7] = ids[:, 7]
+    masked = ids.clone()
+    masked[:, [3, 7]] = 4  # [MASK]
+    assert mlm(masked, labels).logits.shape == (4, 12, 64)
+    assert _overfit(mlm, (masked, labels), steps=150) < 0.05
+
+    torch.manual_seed(0)
+    clf = BertForSequenceClassification(BertConfig.preset("tiny", num_labels=3))
+    y = torch.tensor([0, 1, 2, 1])
+    out = clf(ids, y, None, torch.ones_like(ids))
+    assert out.logits.shape == (4, 3)
+    assert _overfit(clf, (ids, y), steps=100) < 0.05
+    with pytest.raises(ValueError, match="num_labels=3"):
+        clf(ids, torch.tensor([0, 1, 2, 3]))
+    with pytest.raises(ValueError, match="attention_mask must have shape"):
+        clf.bert(ids, attention_mask=torch.ones(4, 3))
+
+
+def test_bert_padding_does_not_change_real_tokens():
+    torch.manual_seed(0)
+    model = BERT(BertConfig.preset("tiny")).eval()
+    ids = torch.randint(5, 64, (1, 6))
+    padded = torch.cat([ids, torch.zeros(1, 3, dtype=torch.long)], dim=1)
+    mask = torch.tensor([[1] * 6 + [0] * 3])
+    a = model(ids).last_hidden_state
+    b = model(padded, attention_mask=mask).last_hidden_state[:, :6]
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+# ----------------------------------------------------------------------------- encoder-decoder
+def _copy_task(n=8, length=6, vocab=16, seed=0):
+    """Reverse a random sequence: src = x, tgt = [BOS] + reversed(x), labels = reversed(x) + [EOS]."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(3, vocab, (n, length), generator=g)
+    y = x.flip(1)
+    bos = torch.ones(n, 1, dtype=torch.long)
+    eos = torch.full((n, 1), 2, dtype=torch.long)
+    return x, torch.cat([bos, y], 1), torch.cat([y, eos], 1)
+
+
+def test_encoder_decoder_shapes_attention_and_overfit():
+    torch.manual_seed(0)
+    model = EncoderDecoder(EncoderDecoderConfig.preset("tiny"))
+    src, tgt, labels = _copy_task()
+    out = model(src, tgt, labels, src_mask=torch.ones_like(src), return_attentions=True)
+    assert isinstance(out, ModelOutput) and out.logits.shape == (8, 7, 16)
+    assert len(out.cross_attentions) == 1 and out.cross_attentions[0].shape == (8, 2, 7, 6)
+    assert torch.allclose(out.cross_attentions[0].sum(-1), torch.ones(8, 2, 7), atol=1e-5)
+    assert _overfit(model, (src, tgt, labels), steps=250, lr=3e-3) < 0.05
+    model.eval()
+    pred = model.generate(src, 7, bos_id=1, eos_id=2)
+    assert torch.equal(pred[:, 1:], labels)
+
+
+def test_encoder_decoder_source_padding_is_ignored():
+    torch.manual_seed(0)
+    model = EncoderDecoder(EncoderDecoderConfig.preset("tiny", positions="learned")).eval()
+    src = torch.randint(3, 16, (1, 5))
+    tgt = torch.randint(3, 16, (1, 4))
+    padded = torch.cat([src, torch.zeros(1, 3, dtype=torch.long)], 1)
+    mask = torch.tensor([[1] * 5 + [0] * 3])
+    a = model(src, tgt).logits
+    b = model(padded, tgt, src_mask=mask).logits
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="src has 13 tokens"):
+        model(torch.zeros(1, 13, dtype=torch.long), tgt)
+    with pytest.raises(ValueError, match="tgt must lie in"):
+        model(src, torch.tensor([[16]]))

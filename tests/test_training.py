@@ -1,0 +1,202 @@
+"""Tests for course_lib.training: schedule, batches, the loop, History, checkpoints and resume."""
+
+import json
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest
+import torch
+
+from course_lib.models import (
+    BertConfig,
+    BertForSequenceClassification,
+    EncoderDecoder,
+    EncoderDecoderConfig,
+    GPT,
+    GPTConfig,
+)
+from course_lib.training import (
+    History,
+    TrainConfig,
+    checkpoint_exists,
+    compute_loss,
+    evaluate,
+    lm_batch,
+    load_checkpoint,
+    lr_at,
+    make_optimizer,
+    save_checkpoint,
+    train,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _gpt(seed=0, **kw):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig.preset("tiny", **kw))
+
+
+def _data(n=2000, seed=0):
+    # A learnable sequence: a repeating pattern with a little noise.
+    g = torch.Generator().manual_seed(seed)
+    base = torch.arange(n) % 7
+    noise = (torch.rand(n, generator=g) < 0.05).long() * torch.randint(0, 32, (n,), generator=g)
+    return (base + noise) % 32
+
+
+def test_lr_schedule():
+    assert [round(lr_at(s, 100, 1.0, warmup_steps=10), 3) for s in (0, 9, 55, 100)] == [0.1, 1.0, 0.55, 0.1]
+    assert lr_at(10, 100, 1.0, 10, min_lr=0.0) == pytest.approx(1.0)
+    assert lr_at(100, 100, 1.0, 10, min_lr=0.0) == pytest.approx(0.0)
+    lrs = [lr_at(s, 50, 1.0, 5) for s in range(5, 50)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # cosine part never increases
+
+
+def test_lm_batch_seeded_and_shifted():
+    data = torch.arange(100)
+    x1, y1 = lm_batch(data, 4, 8, torch.Generator().manual_seed(0))
+    x2, _ = lm_batch(data, 4, 8, torch.Generator().manual_seed(0))
+    assert x1.shape == y1.shape == (4, 8) and x1.dtype == torch.long
+    assert torch.equal(x1, x2) and torch.equal(y1, x1 + 1)
+    with pytest.raises(ValueError, match="at least block_size"):
+        lm_batch(torch.arange(5), 2, 8)
+    with pytest.raises(ValueError, match="1-D"):
+        lm_batch(torch.zeros(2, 50), 2, 8)
+
+
+def test_train_config_validation():
+    with pytest.raises(ValueError, match="max_steps"):
+        TrainConfig(max_steps=-1)
+    with pytest.raises(ValueError, match="lr"):
+        TrainConfig(lr=0)
+    with pytest.raises(ValueError, match="grad_clip"):
+        TrainConfig(grad_clip=0)
+
+
+def test_make_optimizer_decays_matrices_only():
+    opt = make_optimizer(_gpt(), lr=1e-3, weight_decay=0.1)
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.1 and all(p.dim() >= 2 for p in decay["params"])
+    assert no_decay["weight_decay"] == 0.0 and all(p.dim() < 2 for p in no_decay["params"])
+
+
+def test_train_reduces_loss_and_records_history():
+    model, data = _gpt(), _data()
+    g = torch.Generator().manual_seed(0)
+    cfg = TrainConfig(max_steps=60, lr=3e-3, warmup_steps=5, eval_every=20, eval_steps=3, progress=False)
+    hist = train(model, lambda: lm_batch(data, 8, 16, g), cfg, val_batches=lambda: lm_batch(data, 8, 16, g))
+    assert isinstance(hist, History)
+    assert hist.steps == list(range(1, 61)) and len(hist.train_loss) == len(hist.time) == len(hist.lr) == 60
+    assert hist.val_steps == [20, 40, 60]
+    assert hist.val_loss[-1] < hist.val_loss[0] < math.log(32) + 0.5
+    assert hist.tokens_seen == 60 * 8 * 16 and hist.tokens_per_second > 0
+    assert hist.stopped_by == "max_steps" and not model.training
+    ax = hist.plot()
+    assert ax.get_xlabel() == "step"
+    assert "val loss" in repr(hist)
+
+
+def test_train_wall_clock_budget_and_iterables():
+    model, data = _gpt(), _data()
+    batches = [lm_batch(data, 4, 16, torch.Generator().manual_seed(i)) for i in range(3)]  # a list is cycled
+    hist = train(model, batches, TrainConfig(max_steps=10_000, max_seconds=0.5, eval_every=0, progress=False))
+    assert hist.stopped_by == "max_seconds" and hist.steps[-1] < 10_000
+    assert hist.val_loss == []  # nothing to evaluate on
+    val = evaluate(model, batches, steps=2)
+    assert val == pytest.approx(sum(compute_loss(model, b).item() for b in batches[:2]) / 2, rel=1e-5)
+
+
+def test_train_with_eval_fn_and_dict_batches():
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig.preset("tiny"))
+    ids = torch.randint(5, 64, (8, 10))
+    batch = {"input_ids": ids, "labels": torch.arange(8) % 2, "attention_mask": torch.ones_like(ids)}
+    calls = []
+    hist = train(model, lambda: batch, TrainConfig(max_steps=30, lr=3e-3, warmup_steps=0, eval_every=15, progress=False),
+                 eval_fn=lambda m: calls.append(1) or 0.5)
+    assert hist.val_steps == [15, 30] and hist.val_loss == [0.5, 0.5] and len(calls) == 2
+    assert hist.train_loss[-1] < hist.train_loss[0]
+    with pytest.raises(ValueError, match="scalar loss"):
+        compute_loss(model, {"input_ids": ids})
+
+
+# ----------------------------------------------------------------------------- checkpoints
+@pytest.mark.parametrize("tied", [True, False])
+def test_checkpoint_round_trip(tmp_path, tied):
+    model = _gpt(tie_weights=tied)
+    save_checkpoint(tmp_path, model, step=7, extra={"note": "hi"})
+    assert checkpoint_exists(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    assert meta["model_class"] == "GPT" and meta["config"]["tie_weights"] is tied
+    assert not list(tmp_path.glob("*.pt")) and not list(tmp_path.glob("*.bin"))  # never pickle
+    info = load_checkpoint(tmp_path, GPT)  # build from the class
+    loaded = info["model"]
+    assert info["step"] == 7 and info["extra"] == {"note": "hi"}
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), k
+    if tied:
+        assert loaded.lm_head.weight is loaded.tok_emb.weight
+    x = torch.randint(0, 32, (2, 8))
+    assert torch.equal(model.eval()(x).logits, loaded.eval()(x).logits)
+
+
+def test_checkpoint_other_models(tmp_path):
+    torch.manual_seed(0)
+    model = EncoderDecoder(EncoderDecoderConfig.preset("tiny"))
+    save_checkpoint(tmp_path, model)
+    loaded = load_checkpoint(tmp_path, EncoderDecoder)["model"]
+    src, tgt = torch.randint(0, 16, (1, 5)), torch.randint(0, 16, (1, 4))
+    assert torch.equal(model.eval()(src, tgt).logits, loaded.eval()(src, tgt).logits)
+
+
+def test_checkpoint_config_mismatch_lists_keys(tmp_path):
+    save_checkpoint(tmp_path, _gpt())
+    other = _gpt(n_layer=3, d_model=64)
+    with pytest.raises(ValueError, match=r"mismatched keys: d_model \(checkpoint 32 != model 64\); n_layer"):
+        load_checkpoint(tmp_path, other)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    meta["config"]["n_layers"] = 2
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="n_layers"):
+        load_checkpoint(tmp_path, GPT)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "nothing", GPT)
+
+
+def test_resume_continues_where_it_stopped(tmp_path):
+    data = _data()
+
+    def batches(seed):
+        g = torch.Generator().manual_seed(seed)
+        return lambda: lm_batch(data, 4, 16, g)
+
+    cfg = dict(lr=3e-3, warmup_steps=3, eval_every=0, progress=False, checkpoint_dir=str(tmp_path))
+    first = _gpt()
+    hist1 = train(first, batches(0), TrainConfig(max_steps=10, **cfg))
+    assert checkpoint_exists(tmp_path) and (tmp_path / "optimizer.safetensors").exists()
+    resumed = _gpt(seed=5)  # different init: everything must come from the checkpoint
+    hist2 = train(resumed, batches(1), TrainConfig(max_steps=15, resume=True, **cfg))
+    assert hist2.steps[:10] == hist1.steps and hist2.steps[-1] == 15 and len(hist2.train_loss) == 15
+    # The optimizer state was restored too: one more identical step from the checkpoint agrees.
+    a, b = _gpt(seed=1), _gpt(seed=2)
+    opt_a, opt_b = make_optimizer(a), make_optimizer(b)
+    info = load_checkpoint(tmp_path, a, optimizer=opt_a)
+    load_checkpoint(tmp_path, b, optimizer=opt_b)
+    assert info["step"] == 15
+    x, y = lm_batch(data, 4, 16, torch.Generator().manual_seed(9))
+    for m, o in ((a, opt_a), (b, opt_b)):
+        m.train()
+        compute_loss(m, (x, y)).backward()
+        o.step()
+    assert torch.equal(a.lm_head.weight, b.lm_head.weight)
+    assert opt_a.state_dict()["param_groups"][0]["lr"] == pytest.approx(hist2.lr[-1])
