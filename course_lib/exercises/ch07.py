@@ -1,0 +1,97 @@
+"""Checkers for notebook 07 (the encoder-decoder Transformer on spelling -> pronunciation).
+
+Each `check_*` runs the learner's function against a reference on a few cases and keeps the
+contract of `course_lib.exercises`: not attempted -> hint, returns False; wrong -> ExerciseError;
+right -> True. References: `course_lib.attention.causal_mask`, the top-k step inside
+`course_lib.generation.beam_search`, and `course_lib.metrics.sequence_error_rate`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+from course_lib.attention import causal_mask
+from course_lib.exercises import check_function
+from course_lib.metrics import sequence_error_rate
+
+__all__ = [
+    "check_causal_mask",
+    "check_teacher_forcing",
+    "check_beam_step",
+    "check_word_error_rate",
+    "reference_teacher_forcing",
+    "reference_beam_step",
+]
+
+
+def check_causal_mask(fn: Callable) -> bool:
+    """Exercise 1: fn(T) -> bool (T, T), True where query i may attend to key j (j <= i)."""
+    return check_function(
+        fn, lambda t: causal_mask(t), [(1,), (3,), (6,)], name="causal mask",
+        hint="torch.ones(T, T, dtype=torch.bool).tril(): row i keeps columns 0..i.",
+    )
+
+
+def reference_teacher_forcing(phoneme_ids: Sequence[int], bos_id: int, eos_id: int) -> tuple[list[int], list[int]]:
+    """Decoder input [BOS] + y and labels y + [EOS]: [5, 7] with bos 1, eos 2 -> ([1, 5, 7], [5, 7, 2])."""
+    ids = [int(i) for i in phoneme_ids]
+    return [bos_id] + ids, ids + [eos_id]
+
+
+def check_teacher_forcing(fn: Callable) -> bool:
+    """Exercise 2: fn(phoneme_ids, bos_id, eos_id) -> (decoder input, labels) as two lists."""
+    cases = [([5, 7], 1, 2), ([9], 1, 2), ([3, 4, 5, 6], 0, 40), ([], 1, 2)]
+    return check_function(
+        fn, reference_teacher_forcing, cases, name="teacher forcing",
+        hint="the input starts with BOS and drops nothing; the labels are the same phonemes shifted: they end with EOS.",
+    )
+
+
+def reference_beam_step(scores: torch.Tensor, logp: torch.Tensor, beam_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One beam-search step: the `beam_size` best (beam, token) continuations.
+
+    scores (nb,) summed log-probabilities of the live beams, logp (nb, V) next-token
+    log-probabilities -> (beam index (k,), token id (k,), new score (k,)), best first.
+    """
+    V = logp.size(-1)
+    cand = (scores[:, None] + logp).reshape(-1)  # (nb * V,)
+    top = torch.topk(cand, min(beam_size, cand.numel()))
+    return top.indices // V, top.indices % V, top.values
+
+
+def _beam_cases() -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+    g = torch.Generator().manual_seed(7)
+    cases = [(torch.zeros(1), torch.log_softmax(torch.tensor([[0.1, 2.0, -1.0, 0.5]]), -1), 2)]
+    for nb, V, k in ((2, 5, 2), (3, 7, 3), (4, 11, 4)):
+        scores = -torch.rand(nb, generator=g) * 3
+        logp = torch.log_softmax(torch.randn(nb, V, generator=g) * 2, dim=-1)
+        cases.append((scores, logp, k))
+    return cases
+
+
+def check_beam_step(fn: Callable) -> bool:
+    """Exercise 3: fn(scores (nb,), logp (nb, V), beam_size) -> (beam_idx, token_idx, new_scores), best first."""
+    return check_function(
+        fn, reference_beam_step, _beam_cases(), name="beam step", atol=1e-6,
+        hint="add each beam's score to its row of logp, flatten to (nb * V,), take torch.topk, "
+        "then beam = index // V and token = index % V.",
+    )
+
+
+def check_word_error_rate(fn: Callable) -> bool:
+    """Exercise 4: fn(predictions, references) -> fraction of words matching NONE of their pronunciations."""
+    preds = [["R", "IY", "D"], ["K", "AE", "T"], ["D", "AO", "G"], ["T", "AH", "M", "EY", "T", "OW"]]
+    refs = [
+        [["R", "IY", "D"], ["R", "EH", "D"]],
+        [["K", "AE", "T"]],
+        [["D", "AA", "G"]],
+        [["T", "AH", "M", "EY", "T", "OW"], ["T", "AH", "M", "AA", "T", "OW"]],
+    ]
+    cases = [(preds, refs), (preds[2:], refs[2:]), (preds[:1], [[["R", "EH", "D"]]]), ([["R", "EH", "D"]], refs[:1])]
+    return check_function(
+        fn, sequence_error_rate, cases, name="word error rate", atol=1e-9,
+        hint="a word is right if its prediction equals ANY of its reference pronunciations; "
+        "return wrong words / all words.",
+    )
