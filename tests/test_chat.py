@@ -1,0 +1,316 @@
+"""Tests for course_lib.chat: templates equal transformers' apply_chat_template, special tokens,
+the assistant-only loss mask, instruction data, stop-at-end-of-turn generation, the chat widget."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_lib import chat
+from course_lib.chat import (
+    CHAT_SPECIAL_TOKENS,
+    IM_END,
+    IM_START,
+    TEMPLATES,
+    ChatSession,
+    add_special_tokens,
+    build_instruction_data,
+    chat_widget,
+    encode_chat,
+    evaluate_chat,
+    generate_replies,
+    is_well_formed,
+    masked_targets,
+    pack_conversations,
+    pretraining_text,
+    render,
+    render_pieces,
+    reply_text,
+    score_reply,
+    sft_batch,
+    token_stream_html,
+)
+from course_lib.models import GPT, GPTConfig
+from course_lib.tokenization import BPETokenizer
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "Hello!"}],
+    [{"role": "user", "content": "How is the word \"cat\" pronounced?"}, {"role": "assistant", "content": "K AE1 T"}],
+    [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "  Is this review positive or negative?\nA joy to watch.  "},
+        {"role": "assistant", "content": " positive "},
+        {"role": "user", "content": "Continue in Shakespeare's voice:\nTo be, or not to be"},
+    ],
+    [
+        {"role": "system", "content": "Answer in one word. 你好"},
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b"},
+        {"role": "user", "content": "c"},
+        {"role": "assistant", "content": "d\n\n"},
+    ],
+]
+
+
+@pytest.fixture(scope="module")
+def hf_tokenizer():
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from transformers import AutoTokenizer
+
+    from course_lib.data import minilm_path
+
+    return AutoTokenizer.from_pretrained(str(minilm_path()))
+
+
+@pytest.fixture(scope="module")
+def tok():
+    text = " ".join(
+        render(c) + " the cat sat on the mat, positive negative K AE1 T pronounced review" for c in CONVERSATIONS
+    ) * 3
+    return add_special_tokens(BPETokenizer.train(text, 300, pattern="gpt4"))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tok):
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=96, n_layer=1, n_head=2, d_model=16)).eval()
+
+
+# ----------------------------------------------------------------------------- templates
+@pytest.mark.parametrize("style", sorted(TEMPLATES))
+@pytest.mark.parametrize("gen", [False, True])
+@pytest.mark.parametrize("conv", range(len(CONVERSATIONS)))
+def test_render_equals_transformers(hf_tokenizer, style, gen, conv):
+    messages = CONVERSATIONS[conv]
+    ref = hf_tokenizer.apply_chat_template(
+        messages, chat_template=TEMPLATES[style], tokenize=False, add_generation_prompt=gen,
+        bos_token="<s>", eos_token="</s>",
+    )
+    assert render(messages, style, add_generation_prompt=gen) == ref
+
+
+def test_render_known_strings():
+    msgs = CONVERSATIONS[1]
+    assert render(msgs) == '<|im_start|>user\nHow is the word "cat" pronounced?<|im_end|>\n<|im_start|>assistant\nK AE1 T<|im_end|>\n'
+    assert render(msgs, "llama2") == '<s>[INST] How is the word "cat" pronounced? [/INST] K AE1 T </s>'
+    assert render(msgs, "alpaca", True).endswith("### Response:\nK AE1 T</s>\n\n### Response:\n")
+
+
+def test_render_errors(hf_tokenizer):
+    with pytest.raises(TypeError):
+        render("hello")
+    with pytest.raises(TypeError):
+        render([])
+    with pytest.raises(ValueError, match="role"):
+        render([{"role": "bot", "content": "x"}])
+    with pytest.raises(TypeError, match="content"):
+        render([{"role": "user", "content": 3}])
+    with pytest.raises(ValueError, match="system"):
+        render([{"role": "user", "content": "a"}, {"role": "system", "content": "b"}])
+    with pytest.raises(ValueError, match="style"):
+        render(CONVERSATIONS[0], "mistral")
+    bad = [{"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}]
+    with pytest.raises(ValueError, match="alternate"):
+        render(bad, "llama2")
+    with pytest.raises(Exception, match="alternate"):
+        hf_tokenizer.apply_chat_template(bad, chat_template=TEMPLATES["llama2"], tokenize=False, bos_token="<s>", eos_token="</s>")
+
+
+def test_render_pieces_mark_only_assistant():
+    for style in TEMPLATES:
+        pieces = render_pieces(CONVERSATIONS[3], style)
+        marked = [t for t, a in pieces if a]
+        assert len(marked) == 2 and marked[0].startswith("b")
+        assert "".join(t for t, _ in pieces) == render(CONVERSATIONS[3], style)
+
+
+# ----------------------------------------------------------------------------- special tokens
+def test_add_special_tokens(tok):
+    base = BPETokenizer.train("hello world " * 20, 260)
+    new = add_special_tokens(base)
+    assert set(CHAT_SPECIAL_TOKENS) <= set(new.special_tokens)
+    assert sorted(new.special_tokens.values()) == [260, 261, 262]
+    assert new.encode("<|im_end|>", allowed_special="all") == [new.special_tokens[IM_END]]
+    assert len(base.encode("<|im_end|>", disallowed_special=())) > 1  # without it: many ordinary pieces
+    assert new.encode("hello world") == base.encode("hello world")
+    assert add_special_tokens(new).special_tokens == new.special_tokens  # idempotent
+    with pytest.raises(TypeError):
+        add_special_tokens("not a tokenizer")
+
+
+# ----------------------------------------------------------------------------- loss mask
+@pytest.mark.parametrize("style", ["chatml", "llama2", "alpaca"])
+def test_encode_chat_mask_is_the_assistant(tok, style):
+    for messages in CONVERSATIONS:
+        ids, mask = encode_chat(messages, tok, style)
+        assert ids == tok.encode(render(messages, style), allowed_special="all")
+        assert len(mask) == len(ids)
+        got = tok.decode([i for i, m in zip(ids, mask) if m])
+        expected = "".join(t for t, a in render_pieces(messages, style) if a)
+        other = "".join(t for t, a in render_pieces(messages, style) if not a)
+        if style == "chatml":  # special tokens at every boundary: the split is exact
+            assert got == expected
+            assert tok.decode([i for i, m in zip(ids, mask) if not m]) == other
+        else:  # a token may straddle a boundary (" positive"): it counts as the assistant's
+            assert expected.strip() in got
+        # no token lies wholly inside a system or user piece and is marked
+        pos = 0
+        spans = []
+        for t, a in render_pieces(messages, style):
+            n = len(t.encode())
+            if not a:
+                spans.append((pos, pos + n))
+            pos += n
+        pos = 0
+        for i, m in zip(ids, mask):
+            n = len(tok.token_bytes(i))
+            if m:
+                assert not any(s <= pos and pos + n <= e for s, e in spans)
+            pos += n
+
+
+def test_masked_targets():
+    x, y = masked_targets([5, 6, 7, 8], [0, 0, 1, 1])
+    assert x.tolist() == [5, 6, 7] and y.tolist() == [-100, 7, 8]
+    with pytest.raises(ValueError):
+        masked_targets([1, 2], [1])
+
+
+def test_no_system_or_user_token_contributes_to_the_loss(tok, tiny_model):
+    encoded = [encode_chat(m, tok) for m in CONVERSATIONS for _ in range(3)]
+    ids, mask, starts = pack_conversations(encoded)
+    B, T = 8, 64
+    x, y = sft_batch(ids, mask, starts, B, T, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (B, T)
+    # every position that counts is an assistant target; every assistant target counts
+    g = torch.Generator().manual_seed(0)
+    ok = starts[starts + T + 1 <= len(ids)]
+    pick = ok[torch.randint(len(ok), (B,), generator=g)]
+    for row, s in enumerate(pick.tolist()):
+        target_mask = mask[s + 1 : s + T + 1]
+        assert torch.equal(y[row] != -100, target_mask)
+        assert torch.equal(y[row][target_mask], ids[s + 1 : s + T + 1][target_mask])
+    assert (y != -100).any() and (y == -100).any()
+    # the model's loss is the mean cross-entropy over the assistant's targets only
+    out = tiny_model(x, y)
+    logits = out.logits.reshape(-1, out.logits.size(-1))
+    keep = (y != -100).reshape(-1)
+    ref = F.cross_entropy(logits[keep], y.reshape(-1)[keep])
+    assert torch.allclose(out.loss, ref)
+    # changing the inputs' user tokens changes logits, but gradients flow only from assistant targets
+    tiny_model.zero_grad()
+    logits = tiny_model(x).logits
+    logits.retain_grad()
+    F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-100).backward()
+    grad_rows = logits.grad.abs().sum(-1) > 0  # (B, T)
+    assert torch.equal(grad_rows, y != -100)
+
+
+def test_sft_batch_errors():
+    ids, mask, starts = pack_conversations([([1, 2, 3], [0, 1, 1])])
+    with pytest.raises(ValueError, match="block_size"):
+        sft_batch(ids, mask, starts, 2, 8)
+    with pytest.raises(ValueError):
+        pack_conversations([([1, 2], [1])])
+
+
+# ----------------------------------------------------------------------------- data
+def test_build_instruction_data():
+    train = build_instruction_data("train", 30, seed=1, p_system=0.5)
+    test = build_instruction_data("test", 30, seed=1)
+    assert len(train) == len(test) == 90
+    assert {e.task for e in train} == {"pronounce", "sentiment", "shakespeare"}
+    assert train == build_instruction_data("train", 30, seed=1, p_system=0.5)  # deterministic
+    assert any(e.messages[0]["role"] == "system" for e in train)
+    for e in train + test:
+        assert e.messages[-1] == {"role": "assistant", "content": e.answer}
+        assert e.messages[-2]["role"] == "user"
+    words = lambda exs: {e.messages[-2]["content"] for e in exs if e.task == "pronounce"}  # noqa: E731
+    assert not words(train) & words(test)  # held-out words
+    assert {e.answer for e in train if e.task == "sentiment"} == {"positive", "negative"}
+    with pytest.raises(ValueError):
+        build_instruction_data("dev")
+
+
+def test_pretraining_text():
+    text = pretraining_text(30_000)
+    assert 25_000 < len(text) < 40_000
+    assert IM_START not in text and IM_END not in text
+
+
+# ----------------------------------------------------------------------------- generation and evaluation
+def test_generate_replies_batches_equal_single(tok, tiny_model):
+    convs = [c[:2] if len(c) > 1 else c for c in CONVERSATIONS] + [CONVERSATIONS[0]]
+    together = generate_replies(tiny_model, tok, convs, max_new_tokens=6)
+    alone = [generate_replies(tiny_model, tok, [c], max_new_tokens=6)[0] for c in convs]
+    assert together == alone
+    eos = tok.special_tokens[IM_END]
+    for r in together:
+        assert 1 <= len(r) <= 6 and (eos not in r or r.index(eos) == len(r) - 1)
+
+
+def test_generate_stops_at_end_of_turn(tok, tiny_model):
+    eos = tok.special_tokens[IM_END]
+    biased = GPT(tiny_model.config).eval()
+    biased.load_state_dict(tiny_model.state_dict())
+    with torch.no_grad():  # final norm outputs e_0, the LM head scores only <|im_end|>: it is the certain next token
+        biased.norm_f.bias.zero_()
+        biased.norm_f.weight.zero_()
+        biased.norm_f.bias[0] = 1.0
+        biased.lm_head.weight[:, 0] = 0.0
+        biased.lm_head.weight[eos, 0] = 5.0
+    (reply,) = generate_replies(biased, tok, [CONVERSATIONS[0]], max_new_tokens=10)
+    assert reply == [eos]
+
+
+def test_is_well_formed_and_reply_text(tok):
+    eos, start = tok.special_tokens[IM_END], tok.special_tokens[IM_START]
+    hello = tok.encode("hello")
+    assert is_well_formed(hello + [eos], tok)
+    assert not is_well_formed(hello, tok)  # never ended
+    assert not is_well_formed([eos], tok)  # empty
+    assert not is_well_formed(hello + [start] + tok.encode("user\nhi") + [eos], tok)  # invented turn
+    assert not is_well_formed(hello + tok.encode("<|im_start|>user", disallowed_special=()) + [eos], tok)
+    assert reply_text(hello + [eos] + tok.encode(" more"), tok) == "hello"
+
+
+def test_score_reply():
+    assert score_reply("sentiment", " Positive", "positive") == {"accuracy": 1.0}
+    assert score_reply("pronounce", "K AE1 D", "K AE1 T") == {"accuracy": 0.0, "first_phoneme": 1.0}
+    assert score_reply("shakespeare", "x", "y") == {}
+    with pytest.raises(ValueError):
+        score_reply("chess", "a", "b")
+
+
+def test_evaluate_chat(tok, tiny_model):
+    examples = [chat.pronunciation_example("cat", ["K", "AE1", "T"]), chat.sentiment_example("fun", 1),
+                chat.shakespeare_example("To be, or not to be", "that is the question")]
+    res = evaluate_chat(tiny_model, tok, examples, max_new_tokens=4)
+    assert res["n"] == 3 and len(res["records"]) == 3
+    assert 0.0 <= res["format_adherence"] <= 1.0
+    assert {"pronounce/accuracy", "pronounce/first_phoneme", "sentiment/accuracy"} <= set(res)
+
+
+# ----------------------------------------------------------------------------- session and widget
+def test_chat_session_and_widget(tok, tiny_model):
+    s = ChatSession(tiny_model, tok, system="Be brief.", max_new_tokens=5)
+    reply = s.send("Hello!")
+    assert isinstance(reply, str)
+    assert s.messages[0]["role"] == "system" and s.messages[-1] == {"role": "assistant", "content": reply}
+    assert s.last_prompt_ids == tok.encode(render(s.messages[:2], add_generation_prompt=True), allowed_special="all")
+    s.reset()
+    assert len(s.messages) == 1
+    with pytest.raises(ValueError):
+        s.send("  ")
+    html = token_stream_html(tok.encode("<|im_start|>user\nhi", allowed_special="all"), tok, show_ids=True)
+    assert "im_start" in html and "<sub" in html
+    ui = chat_widget(tiny_model, tok, max_new_tokens=3)
+    ui.text.value = "How is the word \"cat\" pronounced?"
+    ui.send_button.click()
+    assert len(ui.session.messages) == 2 and "Token stream" in ui.stream.value
+    ui.reset_button.click()
+    assert ui.session.messages == []
