@@ -17,12 +17,7 @@ from course_lib.generation import (
 from course_lib.models import GPT, EncoderDecoder, EncoderDecoderConfig, GPTConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

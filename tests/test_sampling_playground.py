@@ -35,13 +35,7 @@ class OneCharTokenizer(CharTokenizer):
         return "".join("?" if i == self.unk_id else self.itos[i] for i in ids)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Token-by-token decoding of a tiny model is fastest on one thread (and far faster on a busy CPU)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # token-by-token decoding of a tiny model
 
 
 @pytest.fixture(scope="module")
