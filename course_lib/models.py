@@ -337,7 +337,7 @@ class BertConfig(_Preset):
             raise ValueError(f"only hidden_act='gelu' is supported, got {hf.get('hidden_act')!r}")
         if hf.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError(f"only absolute position embeddings are supported, got {hf.get('position_embedding_type')!r}")
-        return cls(
+        fields = dict(
             vocab_size=hf["vocab_size"],
             block_size=hf["max_position_embeddings"],
             n_layer=hf["num_hidden_layers"],
@@ -348,8 +348,11 @@ class BertConfig(_Preset):
             dropout=hf.get("hidden_dropout_prob", 0.1),
             eps=hf.get("layer_norm_eps", 1e-12),
             pad_id=hf.get("pad_token_id", 0) or 0,
-            **overrides,
         )
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise TypeError(f"unknown BertConfig field(s) {unknown}; expected some of {[f.name for f in dataclasses.fields(cls)]}")
+        return cls(**{**fields, **overrides})  # an override wins over the Hugging Face value
 
 
 def bert_key_map(n_layer: int) -> dict[str, str]:

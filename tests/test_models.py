@@ -239,3 +239,13 @@ def test_encoder_decoder_source_padding_is_ignored():
         model(torch.zeros(1, 13, dtype=torch.long), tgt)
     with pytest.raises(ValueError, match="tgt must lie in"):
         model(src, torch.tensor([[16]]))
+
+
+def test_bert_config_from_hf_overrides_win_and_unknown_fields_are_named():
+    hf = {"vocab_size": 100, "max_position_embeddings": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+          "hidden_size": 8, "intermediate_size": 16, "hidden_dropout_prob": 0.1}
+    assert BertConfig.from_hf(hf).dropout == 0.1
+    cfg = BertConfig.from_hf(hf, dropout=0.0, num_labels=3)  # an override of a translated field used to be a TypeError
+    assert (cfg.dropout, cfg.num_labels, cfg.n_layer) == (0.0, 3, 2)
+    with pytest.raises(TypeError, match=r"unknown BertConfig field\(s\) \['dropuot'\]"):
+        BertConfig.from_hf(hf, dropuot=0.0)
