@@ -223,21 +223,35 @@ def scaled_dot_product_attention(
 class KVCache:
     """Keys and values (B, nh, T, hs) of the positions seen so far; `update` appends and returns all.
 
+    The keys and values live in buffers that grow by doubling, so appending one token copies one
+    row instead of the whole cache (`torch.cat` at every step would copy T rows). Appending writes
+    in place: use a cache for inference (under `torch.no_grad()`), not inside a training step.
     >>> c = KVCache(); k, v = c.update(torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4)); c.length
     3
     """
 
     def __init__(self) -> None:
-        self.k: torch.Tensor | None = None
-        self.v: torch.Tensor | None = None
+        self._k: torch.Tensor | None = None  # (B, nh, capacity, hs); rows past `length` are unused
+        self._v: torch.Tensor | None = None
+        self._length = 0
+
+    @property
+    def k(self) -> torch.Tensor | None:
+        """The cached keys (B, nh, T, hs), or None before the first update."""
+        return None if self._k is None else self._k[:, :, : self._length]
+
+    @property
+    def v(self) -> torch.Tensor | None:
+        """The cached values (B, nh, T, hs), or None before the first update."""
+        return None if self._v is None else self._v[:, :, : self._length]
 
     @property
     def length(self) -> int:
         """Number of cached positions T."""
-        return 0 if self.k is None else self.k.shape[-2]
+        return self._length
 
     def __len__(self) -> int:
-        return self.length
+        return self._length
 
     def update(self, k_new: torch.Tensor, v_new: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append k_new, v_new (B, nh, T_new, hs) and return all keys and values (B, nh, T, hs)."""
@@ -250,30 +264,40 @@ class KVCache:
             )
         if k_new.shape[:3] != v_new.shape[:3]:
             raise ValueError(f"k_new and v_new must agree on (B, nh, T), got {tuple(k_new.shape)} and {tuple(v_new.shape)}")
-        if self.k is None:
-            self.k, self.v = k_new, v_new
+        T_old, T_new = self._length, k_new.shape[-2]
+        if self._k is None:
+            self._k = k_new.new_empty(*k_new.shape[:2], max(T_new, 16), k_new.shape[-1])  # room for 16+ tokens
+            self._v = v_new.new_empty(*v_new.shape[:2], max(T_new, 16), v_new.shape[-1])
         else:
-            assert self.v is not None
-            if k_new.shape[:2] != self.k.shape[:2] or k_new.shape[-1] != self.k.shape[-1] or v_new.shape[-1] != self.v.shape[-1]:
+            assert self._v is not None
+            k, v = self._k, self._v
+            if k_new.shape[:2] != k.shape[:2] or k_new.shape[-1] != k.shape[-1] or v_new.shape[-1] != v.shape[-1]:
                 raise ValueError(
-                    f"KVCache holds keys (B, nh, T, hs) = {tuple(self.k.shape)}; new keys must be "
-                    f"{(*self.k.shape[:2], 'T_new', self.k.shape[-1])}, got {tuple(k_new.shape)} "
+                    f"KVCache holds keys (B, nh, T, hs) = {(*k.shape[:2], T_old, k.shape[-1])}; new keys must be "
+                    f"{(*k.shape[:2], 'T_new', k.shape[-1])}, got {tuple(k_new.shape)} "
                     f"(values {tuple(v_new.shape)}); call reset() for a new sequence"
                 )
-            self.k = torch.cat([self.k, k_new], dim=-2)  # (B, nh, T + T_new, hs)
-            self.v = torch.cat([self.v, v_new], dim=-2)
-        return self.k, self.v
+            if T_old + T_new > k.shape[-2]:  # full: double the buffers (amortised O(1) per token)
+                cap = max(2 * k.shape[-2], T_old + T_new)
+                self._k = torch.cat([k[:, :, :T_old], k.new_empty(*k.shape[:2], cap - T_old, k.shape[-1])], dim=-2)
+                self._v = torch.cat([v[:, :, :T_old], v.new_empty(*v.shape[:2], cap - T_old, v.shape[-1])], dim=-2)
+        assert self._k is not None and self._v is not None
+        self._k[:, :, T_old : T_old + T_new] = k_new  # (B, nh, T_old + T_new, hs) filled
+        self._v[:, :, T_old : T_old + T_new] = v_new
+        self._length = T_old + T_new
+        return self._k[:, :, : self._length], self._v[:, :, : self._length]
 
     def reorder(self, index: torch.Tensor) -> None:
         """Keep batch rows `index` (e.g. the surviving beams in beam search)."""
-        if self.k is not None:
-            assert self.v is not None
-            self.k = self.k.index_select(0, index.to(self.k.device))
-            self.v = self.v.index_select(0, index.to(self.v.device))
+        if self._k is not None:
+            assert self._v is not None
+            self._k = self._k.index_select(0, index.to(self._k.device))
+            self._v = self._v.index_select(0, index.to(self._v.device))
 
     def reset(self) -> None:
         """Forget everything (start a new sequence)."""
-        self.k = self.v = None
+        self._k = self._v = None
+        self._length = 0
 
     def __repr__(self) -> str:
         shape = None if self.k is None else tuple(self.k.shape)

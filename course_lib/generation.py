@@ -191,24 +191,25 @@ def generate(
     cache = model.new_cache() if use_cache else None
     done = torch.zeros(out.size(0), dtype=torch.bool, device=out.device)
     try:
-        for _ in range(max_new_tokens):
-            if out.size(1) - start > block:  # context full: keep the last `keep` tokens
-                start = out.size(1) - keep
-                cache = model.new_cache() if use_cache else None
-            if cache is not None and cache[0].length > 0:
-                logits = _logits(model(out[:, -1:], cache=cache))  # only the newest token
-            else:
-                logits = _logits(model(out[:, start:], cache=cache))  # (B, T, V)
-            nxt = sample_next(logits[:, -1, :], temperature, top_k, top_p, greedy, generator)  # (B,)
-            if eos_id is not None:
-                nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
-                done |= nxt == eos_id
-            out = torch.cat([out, nxt[:, None]], dim=1)
-            if eos_id is not None and bool(done.all()):
-                break
+        with torch.inference_mode():  # like no_grad, with less bookkeeping per operation
+            for _ in range(max_new_tokens):
+                if out.size(1) - start > block:  # context full: keep the last `keep` tokens
+                    start = out.size(1) - keep
+                    cache = model.new_cache() if use_cache else None
+                if cache is not None and cache[0].length > 0:
+                    logits = _logits(model(out[:, -1:], cache=cache))  # only the newest token
+                else:
+                    logits = _logits(model(out[:, start:], cache=cache))  # (B, T, V)
+                nxt = sample_next(logits[:, -1, :], temperature, top_k, top_p, greedy, generator)  # (B,)
+                if eos_id is not None:
+                    nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
+                    done |= nxt == eos_id
+                out = torch.cat([out, nxt[:, None]], dim=1)
+                if eos_id is not None and bool(done.all()):
+                    break
     finally:
         model.train(was_training)
-    return out
+    return out.clone()  # a normal tensor again (inference tensors cannot enter autograd)
 
 
 # ----------------------------------------------------------------------------- encoder-decoder

@@ -127,6 +127,10 @@ class RMSNorm(nn.Module):
         return f"{self.d}, eps={self.eps}"
 
 
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 def make_norm(kind: str, d: int, eps: float = 1e-5, bias: bool = True) -> nn.Module:
     """LayerNorm or RMSNorm by name: "layernorm" | "rmsnorm"."""
     if kind == "layernorm":
@@ -178,14 +182,15 @@ class TransformerBlock(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x (B, T, d_model) -> (x (B, T, d_model), weights or None); mask/cache as in MultiHeadAttention."""
         kw = dict(mask=mask, is_causal=is_causal, cache=cache, return_weights=return_weights, rotary=rotary)
+        drop = self.drop if self.training else _identity  # eval: skip a no-op module call (faster decoding)
         if self.pre_norm:
             a, w = self.attn(self.norm1(x), **kw)
-            x = x + self.drop(a)
-            x = x + self.drop(self.ffn(self.norm2(x)))
+            x = x + drop(a)
+            x = x + drop(self.ffn(self.norm2(x)))
         else:
             a, w = self.attn(x, **kw)
-            x = self.norm1(x + self.drop(a))
-            x = self.norm2(x + self.drop(self.ffn(x)))
+            x = self.norm1(x + drop(a))
+            x = self.norm2(x + drop(self.ffn(x)))
         return x, w
 
 

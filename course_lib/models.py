@@ -131,7 +131,7 @@ def _check_ids(name: str, ids: Any, vocab_size: int, max_len: int, past: int = 0
         extra = f" plus {past} cached" if past else ""
         raise ValueError(f"{name} has {T} tokens{extra} = {T + past}, longer than the model's context of {max_len}")
     if ids.numel():
-        lo, hi = int(ids.min()), int(ids.max())
+        lo, hi = (int(t) for t in torch.aminmax(ids))
         if lo < 0 or hi >= vocab_size:
             raise ValueError(f"{name} must lie in [0, vocab_size={vocab_size}), got min {lo}, max {hi}")
 
@@ -176,7 +176,8 @@ class _FastFeedForward(FeedForward):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.activation != "gelu":
             return super().forward(x)
-        return self.dropout(self.fc2(F.gelu(self.fc1(x))))  # exact (erf) GELU, as layers.gelu
+        h = self.fc2(F.gelu(self.fc1(x)))  # exact (erf) GELU, as layers.gelu
+        return self.dropout(h) if self.training else h
 
 
 def use_fast_kernels(model: nn.Module) -> nn.Module:
@@ -284,7 +285,9 @@ class GPT(nn.Module):
         """idx (B, T) token ids -> logits (B, T, V); with targets (B, T) also the mean cross-entropy (-100 ignored)."""
         past = cache[0].length if cache else 0
         _check_ids("idx", idx, self.config.vocab_size, self.config.block_size, past)
-        x = self.drop(self.tok_emb(idx) + self.pos_emb(idx.size(1), offset=past))  # (B, T, d)
+        x = self.tok_emb(idx) + self.pos_emb(idx.size(1), offset=past)  # (B, T, d)
+        if self.training:
+            x = self.drop(x)
         causal = idx.size(1) > 1 or not past  # one new token after a cache may see every cached key
         attentions = []
         for i, block in enumerate(self.blocks):

@@ -171,3 +171,15 @@ def test_beam_search_length_penalty_and_eos(seq2seq):
         beam_search(seq2seq, torch.zeros(2, 3, dtype=torch.long), bos_id=1)
     with pytest.raises(ValueError, match="bos_id"):
         beam_search(seq2seq, src)
+
+
+def test_generated_ids_can_train_the_model(gpt):
+    """generate runs under inference_mode for speed; what it returns must still be usable for training."""
+    out = generate(gpt, torch.zeros(2, 1, dtype=torch.long), 8, greedy=True)
+    assert not out.is_inference()
+    gpt.train()
+    loss = gpt(out[:, :-1], out[:, 1:]).loss
+    loss.backward()  # would raise "Inference tensors cannot be saved for backward" without the clone
+    assert gpt.tok_emb.weight.grad is not None
+    gpt.zero_grad(set_to_none=True)
+    gpt.eval()
