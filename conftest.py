@@ -1,8 +1,8 @@
 """Test-run reporting shared by the unit tests and the notebooks (nbval).
 
 After the run, prints how long each notebook and each unit-test file took (all phases of all its
-items added up) and writes the same numbers to .test-durations.json, from which the README's
-course map takes its CPU run times.
+items added up) and merges the same numbers into .test-durations.json (a file keeps the time of the
+last run that ran it), from which the README's course map takes its CPU run times.
 """
 
 from __future__ import annotations
@@ -41,8 +41,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
             mark = "  FAILED" if path in _failed else ""
             write(f"  {seconds:7.1f}  {path}{mark}")
         write(f"  {sum(group.values()):7.1f}  total")
-    record = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "files": {p: round(d, 1) for p, d in sorted(_durations.items())},
-    }
-    Path(config.rootpath, ".test-durations.json").write_text(json.dumps(record, indent=1) + "\n")
+    # Merge with the file of earlier runs, so that `make site-test` after `make test` keeps the
+    # notebooks' times of `make test` (each file keeps the time of the last run that ran it).
+    out = Path(config.rootpath, ".test-durations.json")
+    try:
+        files = json.loads(out.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        files = {}
+    files.update({p: round(d, 1) for p, d in _durations.items()})
+    record = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "files": dict(sorted(files.items()))}
+    out.write_text(json.dumps(record, indent=1) + "\n")
