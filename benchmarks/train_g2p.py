@@ -1,15 +1,20 @@
 """The longer G2P run of notebook 07: train the encoder-decoder Transformer for a wall-clock budget.
 
-Usage (the documented command; about 20 minutes of training + a few minutes of evaluation on a
-2-core CPU):
+Usage (the documented command: 22 minutes of training + about 5 minutes of evaluation on a
+2-core CPU, under 30 minutes in all):
 
-    .venv/bin/python benchmarks/train_g2p.py --minutes 20
+    .venv/bin/python benchmarks/train_g2p.py
 
 It trains a 3+3-layer, width-128 Transformer (learned positions, no sqrt(d) embedding scale,
-AdamW, warm-up then cosine decay over the time budget) on the CMU dictionary's training words,
+Xavier-initialised attention and feed-forward matrices, one torch thread, AdamW, warm-up then cosine decay over the time budget, plainly shuffled batches: no length
+bucketing, which hurts accuracy badly, see `G2PBatches`) on the CMU dictionary's training words,
 then scores the held-out TEST words (stress removed; a word is right if it matches any of its
 pronunciations): word error rate, phoneme error rate and BLEU, greedy and beam search.
 Writes data/runs/g2p_long/results.json (+ log.txt) and a checkpoint in data/checkpoints/g2p_long/.
+Measured with this command on the course's 2-core machine while other jobs kept it busy (load
+average 7-9): 1,934 steps, test WER 47.3% greedy / 46.5% beam 4, PER 12.1% / 11.8%, 26.3 minutes in
+all. The WER <= 27% target needs the several times more steps a quiet machine gives in 22 minutes
+(not reached under that load).
 Quick smoke test: --minutes 0.2 --beam-words 20. On a busy machine, `--max-steps N` makes the
 result independent of the load (the schedule follows steps, not seconds).
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -39,7 +45,7 @@ from course_lib.utils import set_seed  # noqa: E402
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--minutes", type=float, default=20.0, help="training budget in wall-clock minutes")
+    ap.add_argument("--minutes", type=float, default=22.0, help="training budget in wall-clock minutes")
     ap.add_argument("--max-steps", type=int, default=0,
                     help="train for this many steps instead (the schedule follows steps; --minutes stays a cap): "
                          "results then do not depend on the machine's load")
@@ -48,12 +54,17 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--bucket", type=int, default=0,
+                    help="length bucketing of G2PBatches (0 = plain shuffling; bucketing is faster per step but "
+                         "trains much worse)")
     ap.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     ap.add_argument("--warmup", type=int, default=200, help="warm-up steps")
     ap.add_argument("--beam", type=int, default=4, help="beam width for the final evaluation")
     ap.add_argument("--beam-words", type=int, default=0, help="test words scored with beam search (0 = all)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = PyTorch's default)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (0 = PyTorch's default); 1 is the robust choice on a shared CPU, where two "
+                         "threads that wait for each other can run several times slower")
     ap.add_argument("--out", default=str(ROOT / "data/runs/g2p_long"))
     ap.add_argument("--checkpoint", default=str(ROOT / "data/checkpoints/g2p_long"))
     args = ap.parse_args(argv)
@@ -75,12 +86,13 @@ def main(argv: list[str] | None = None) -> dict:
     val_refs = references(load_g2p_pairs("validation"))
     test_refs = references(load_g2p_pairs("test"))
     val_words = sorted(val_refs)[:: max(1, len(val_refs) // 500)][:500]
+    log(f"torch threads {torch.get_num_threads()}; load average {os.getloadavg()}")
     log(f"data: {len(train_pairs)} training pairs, {len(val_refs)} validation words, {len(test_refs)} test words")
 
     model = make_g2p_model(args.layers, args.d_model, args.heads, args.dropout)
     n_params = count_parameters(model)
     log(f"model: {args.layers}+{args.layers} layers, width {args.d_model}, {n_params:,} parameters")
-    batches = G2PBatches(train_pairs, args.batch_size, seed=args.seed)
+    batches = G2PBatches(train_pairs, args.batch_size, seed=args.seed, bucket=args.bucket)
     evaluator = G2PEvaluator(val_words, val_refs, loss_batch=encode_pairs(
         [(w, val_refs[w][0]) for w in val_words], source_vocab(), target_vocab()))
     opt = make_optimizer(model, lr=args.lr, weight_decay=0.01)
@@ -151,11 +163,13 @@ def main(argv: list[str] | None = None) -> dict:
         "command": "benchmarks/train_g2p.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "args": vars(args), "parameters": n_params, "steps": step, "train_seconds": round(train_seconds, 1),
         "total_seconds": round(total, 1), "torch_threads": torch.get_num_threads(),
+        "load_average_end": os.getloadavg(),
         "greedy_test": g_scores, "beam_test": b_scores, "greedy_on_beam_words": g_same,
         "published_transformer_wer": 0.221, "history": history,
         "note": "test words of course_lib.data's CMU dictionary split, stress removed, any pronunciation counts",
     }
     (out / "results.json").write_text(json.dumps(results, indent=2))
+    log(f"load average at the end {os.getloadavg()}")
     log(f"total {total / 60:.1f} min; results in {out / 'results.json'}")
     return results
 

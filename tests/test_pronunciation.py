@@ -265,3 +265,27 @@ def test_bucketed_batches_cover_each_word_once_per_epoch():
     assert pad(bucketed) < pad(plain)
     with pytest.raises(ValueError, match="bucket"):
         pr.G2PBatches(pairs, 4, bucket=-1)
+
+
+def test_default_batches_are_unbiased_samples_not_length_buckets():
+    """Regression (issue 10): the old default bucket=50 sorted the words by length, so every batch held
+    words of one length (a biased sample: 2,200 such steps trained no better than 400 shuffled ones).
+    The default must now mix lengths like a random sample does."""
+    pairs = [("a" * n + "b" * (i % 5), ["AH"] * n) for i, n in enumerate([2, 3, 4, 5, 6, 7, 8, 9] * 40)]  # 320 pairs
+    b = pr.G2PBatches(pairs, 16, seed=0)
+    assert b.bucket == 0
+    distinct = [len(set(b()["src_mask"].sum(1).tolist())) for _ in range(20)]  # source lengths seen per batch
+    assert sum(distinct) / len(distinct) >= 5  # a random 16 of 8 equally common lengths: about 7
+    bucketed = pr.G2PBatches(pairs, 16, seed=0, bucket=50)  # still available, opt-in
+    assert max(len(set(bucketed()["src_mask"].sum(1).tolist())) for _ in range(20)) <= 2
+
+
+def test_make_g2p_model_init():
+    """Xavier-uniform attention/FFN matrices by default (as nn.Transformer), N(0, 0.02) embeddings; 'gpt2' keeps 0.02."""
+    torch.manual_seed(0)
+    xav, gpt2 = pr.make_g2p_model(1, 128, 4, 0.0), pr.make_g2p_model(1, 128, 4, 0.0, init="gpt2")
+    assert abs(xav.encoder[0].attn.q_proj.weight.std().item() - (2 / 256) ** 0.5) < 0.005
+    assert abs(gpt2.encoder[0].attn.q_proj.weight.std().item() - 0.02) < 0.002
+    assert abs(xav.tgt_emb.weight.std().item() - 0.02) < 0.003 and xav.lm_head.weight is xav.tgt_emb.weight
+    with pytest.raises(ValueError, match="init"):
+        pr.make_g2p_model(1, 32, 2, init="normal")
