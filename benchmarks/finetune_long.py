@@ -1,25 +1,47 @@
-"""The longer run of notebook 08: full fine-tuning of MiniLM on all of Rotten Tomatoes' training split.
+"""The longer run of notebook 08: fine-tuning MiniLM on all of Rotten Tomatoes' training split.
 
-One command (about 15 minutes on a quiet 2-core CPU, under a minute on a GPU):
+One command, at most 30 minutes on a 2-core CPU (about 20 minutes when the machine is not shared):
 
     .venv/bin/python benchmarks/finetune_long.py
 
-What it does: all-MiniLM-L6-v2 + a mean-pooling classification head, every weight trained with
-AdamW (lr 6e-5, 10% warm-up, cosine decay), sequences of at most 64 tokens with dynamic padding,
-batches of 32, `--epochs` passes over the 6,824 training sentences. After each half epoch it
-measures validation accuracy and keeps the best weights; at the end it reports the test accuracy
-of those weights (the test split is touched once). Results and a log go to data/runs/finetune_long/
-(results.json, log.txt). `--max-minutes` stops early (the best weights so far are tested).
+What it does (the defaults): all-MiniLM-L6-v2 + a mean-pooling classification head, every weight
+trained (`--freeze-bottom K` instead freezes the embeddings and blocks 0..K-1 and trains the rest on
+their cached outputs). AdamW (peak lr 1e-4, weight decay 0.01 on matrices, gradient norm clipped to
+1), 10% linear warm-up then linear decay to 0, batches of 32 sentences of similar lengths with
+dynamic padding, at most 64 tokens (99% of the sentences have at most 55), dropout 0.1, 3 epochs
+(642 steps) over the 6,824 training sentences, one thread. Validation accuracy (852 sentences) is
+measured twice per epoch and the best weights are kept; at the end the TEST accuracy (854
+sentences) of those weights is measured once. `--average-last K` also tries the average of the
+last K evaluated weights and keeps it if validation prefers it.
+
+The schedule is a function of progress = max(step / planned steps, seconds / `--max-minutes`):
+on a quiet machine the step budget decides (the same numbers on every run); on a loaded one the
+wall clock does, and the learning rate still decays to 0 before the time is up, so training ends
+within `--max-minutes` (27), plus one test pass.
+
+Measured on this course's 2-core machine, shared with other jobs (load average 4-9):
+- this default command: TEST 84.4% (validation 84.4%, best at epoch 2.5); 630 of 642 steps (the
+  time cap stopped it), 27.7 minutes in all. On a quieter machine all 642 steps run, so expect a
+  figure within about a point of this one, not the same digits.
+- --lr 5e-5 --epochs 4: TEST 84.1%, 707 of 856 steps (time cap), 28.6 minutes.
+- --evals-per-epoch 4 --average-last 4 (lr 1e-4, 3 epochs): TEST 84.1%, all 642 steps, 20.5 minutes
+  (the average of the last 4 checkpoints did not beat the best single one on validation).
+The issue's target of 85% test accuracy was NOT reached; with 854 test sentences one standard error
+is about 1.2 points.
+
+Results and a log go to data/runs/finetune_long/ (results.json, log.txt).
 
 Published figures on this data set (the MR / Rotten Tomatoes sentence polarity data of Pang and
-Lee, 2005) for comparison: about 81% for a CNN on word vectors (Kim, 2014), about 85-88% for
-fine-tuned BERT-base (110M parameters); MiniLM here has 22.7M.
+Lee, 2005), approximate: about 81% for a CNN on word vectors (Kim, 2014) and roughly 85-88% for
+fine-tuned BERT-base (110M parameters); MiniLM here has 22.7M. Those use other splits (10-fold
+cross-validation or the 8,530 / 1,066 / 1,066 split), so compare with care.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,25 +52,46 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from course_lib.data import load_rotten_tomatoes, minilm_path  # noqa: E402
-from course_lib.finetuning import BertClassifier, ClassificationHead, accuracy_of, encode_texts, make_batches  # noqa: E402
-from course_lib.models import BERT  # noqa: E402
-from course_lib.training import TrainConfig, train  # noqa: E402
+from course_lib.finetuning import (  # noqa: E402
+    BertClassifier, ClassificationHead, TopLayersClassifier, accuracy_of, cached_batches, encode_hidden_states,
+    encode_texts, freeze, make_batches, unfreeze,
+)
+from course_lib.models import BERT, count_parameters  # noqa: E402
+from course_lib.training import make_optimizer  # noqa: E402
 from course_lib.utils import get_device, set_seed  # noqa: E402
+
+
+def lr_factor(progress: float, warmup: float) -> float:
+    """Linear warm-up over the first `warmup` fraction of progress, then linear decay to 0."""
+    if progress < warmup:
+        return max(progress / warmup, 1e-3)
+    return max(0.0, (1.0 - progress) / (1.0 - warmup))
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=float, default=3.0, help="passes over the training split")
-    ap.add_argument("--lr", type=float, default=6e-5, help="peak learning rate")
+    ap.add_argument("--lr", type=float, default=1e-4, help="peak learning rate")
+    ap.add_argument("--warmup", type=float, default=0.1, help="fraction of the run spent warming up")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=64, help="tokens per sentence, [CLS] and [SEP] included")
     ap.add_argument("--pooling", default="mean", choices=["mean", "cls"])
+    ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--freeze-bottom", type=int, default=0, help="freeze embeddings + this many lower blocks (0: all train)")
+    ap.add_argument("--evals-per-epoch", type=int, default=2)
+    ap.add_argument("--average-last", type=int, default=0,
+                    help="also try the average of the last K evaluated weights; validation picks it or the best single")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-minutes", type=float, default=30.0, help="wall-clock budget for training")
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads (1: on a shared CPU two threads can be several times slower)")
+    ap.add_argument("--max-minutes", type=float, default=27.0, help="wall-clock budget for training (and evaluations)")
     ap.add_argument("--device", default=None, help="cpu, cuda, mps (default: COURSE_DEVICE or auto)")
     ap.add_argument("--out", default=str(ROOT / "data" / "runs" / "finetune_long"))
     args = ap.parse_args(argv)
+    if not 0 <= args.freeze_bottom < 6:
+        raise ValueError(f"--freeze-bottom must be in [0, 5] (MiniLM has 6 blocks), got {args.freeze_bottom}")
 
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log_file = open(out / "log.txt", "w")
@@ -59,6 +102,8 @@ def main(argv: list[str] | None = None) -> dict:
         log_file.write(line + "\n")
         log_file.flush()
 
+    t_start = time.perf_counter()
+    torch.set_num_threads(args.threads)
     set_seed(args.seed)
     device = get_device(args.device)
     from transformers import AutoTokenizer
@@ -68,59 +113,121 @@ def main(argv: list[str] | None = None) -> dict:
     ids = {s: encode_texts(tok, [r.text for r in rows], args.max_length) for s, rows in splits.items()}
     labels = {s: [r.label for r in rows] for s, rows in splits.items()}
 
-    def to_device(batches: list[dict]) -> list[dict]:
-        return [{k: v.to(device) for k, v in b.items()} for b in batches]
+    bert = BERT.from_pretrained(minilm_path(), dropout=args.dropout).to(device)
+    head = ClassificationHead(384, pooling=args.pooling, dropout=args.dropout)
+    K = args.freeze_bottom
+    if K == 0:
+        model = BertClassifier(bert, head).to(device)
+        unfreeze(model)
 
-    val_batches = to_device(make_batches(ids["validation"], labels["validation"], batch_size=128))
-    test_batches = to_device(make_batches(ids["test"], labels["test"], batch_size=128))
-    epoch_state = {"epoch": 0, "queue": []}
+        def batches(split: str, bs: int, shuffle: bool = False, seed: int = 0) -> list[dict]:
+            return make_batches(ids[split], labels[split], bs, shuffle=shuffle, seed=seed)
+    else:
+        freeze(bert)
+        for block in bert.blocks[K:]:
+            unfreeze(block)
+        model = TopLayersClassifier(bert, head, K).to(device)
+        t0 = time.perf_counter()
+        cache = {s: encode_hidden_states(bert, ids[s], layers=(K,), batch_size=128)[K] for s in ids}
+        log(f"cached the outputs of the frozen blocks 0-{K - 1} in {time.perf_counter() - t0:.0f} s")
 
-    def next_batch() -> dict:
-        if not epoch_state["queue"]:
-            bs = make_batches(ids["train"], labels["train"], args.batch_size, shuffle=True, seed=args.seed + epoch_state["epoch"])
-            epoch_state["queue"] = to_device(bs)
-            epoch_state["epoch"] += 1
-        b = epoch_state["queue"].pop()
-        return {k: v for k, v in b.items() if k != "index"}
+        def batches(split: str, bs: int, shuffle: bool = False, seed: int = 0) -> list[dict]:
+            return cached_batches(cache[split], labels[split], bs, shuffle=shuffle, seed=seed)
 
-    model = BertClassifier(BERT.from_pretrained(minilm_path()), ClassificationHead(384, pooling=args.pooling)).to(device)
+    def to_device(bs: list[dict]) -> list[dict]:
+        return [{k: v.to(device) for k, v in b.items()} for b in bs]
+
+    val_batches = to_device(batches("validation", 128))
+    test_batches = to_device(batches("test", 128))
     steps_per_epoch = -(-len(ids["train"]) // args.batch_size)
     steps = int(args.epochs * steps_per_epoch)
-    best = {"val_acc": -1.0, "step": 0, "state": None}
+    eval_every = max(1, steps_per_epoch // args.evals_per_epoch)
+    budget = args.max_minutes * 60
+    opt = make_optimizer(model, args.lr, weight_decay=0.01, betas=(0.9, 0.999))
+    n_trainable = count_parameters(model, trainable_only=True)
+    log(f"device {device}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}; "
+        f"{len(ids['train'])} training sentences, {steps} steps of {args.batch_size}; "
+        f"{n_trainable:,} trainable parameters; args {vars(args)}")
+
+    from tqdm.auto import tqdm
+
+    best = {"val_acc": -1.0, "step": 0, "state": None, "kind": "best single checkpoint"}
+    recent: list[dict] = []  # the last `--average-last` evaluated weights
     evals: list[dict] = []
-    t_start = time.perf_counter()
-
-    def eval_fn(m: torch.nn.Module) -> float:
-        acc = accuracy_of(m, val_batches)
-        step = len(evals) * (steps_per_epoch // 2)
-        evals.append({"seconds": round(time.perf_counter() - t_start, 1), "val_acc": acc})
-        if acc > best["val_acc"]:
-            best.update(val_acc=acc, step=step, state={k: v.detach().clone() for k, v in m.state_dict().items()})
-        log(f"eval {len(evals)}: validation accuracy {acc:.4f} after {evals[-1]['seconds']:.0f} s")
-        return 1.0 - acc  # stored as the "validation loss" of the History
-
-    cfg = TrainConfig(max_steps=steps, max_seconds=args.max_minutes * 60, lr=args.lr, warmup_steps=steps // 10,
-                      weight_decay=0.01, betas=(0.9, 0.999), eval_every=steps_per_epoch // 2, progress=True,
-                      seed=args.seed)
-    log(f"device {device}; {len(ids['train'])} training sentences, {steps} steps of {args.batch_size}; "
-        f"threads {torch.get_num_threads()}")
-    hist = train(model, next_batch, cfg, eval_fn=eval_fn)
-    train_seconds = time.perf_counter() - t_start
+    losses: list[float] = []
+    t_train = time.perf_counter()
+    step, epoch, queue, progress = 0, 0, [], 0.0
+    bar = tqdm(total=steps, desc="fine-tune", unit="step", mininterval=5.0)
+    model.train()
+    while progress < 1.0:
+        if not queue:
+            queue = to_device(batches("train", args.batch_size, shuffle=True, seed=args.seed + 1000 * epoch))[::-1]
+            epoch += 1
+        b = queue.pop()
+        f = lr_factor(progress, args.warmup)
+        for g in opt.param_groups:
+            g["lr"] = args.lr * f
+        out_ = model(**{k: v for k, v in b.items() if k != "index"})
+        loss = out_.loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        losses.append(loss.item())
+        bar.update(1)
+        elapsed = time.perf_counter() - t_train
+        progress = max(step / steps, elapsed / budget)
+        if step % eval_every == 0 or progress >= 1.0:
+            acc = accuracy_of(model, val_batches)
+            model.train()
+            elapsed = time.perf_counter() - t_train
+            progress = max(step / steps, elapsed / budget)
+            evals.append({"step": step, "epoch": round(step / steps_per_epoch, 2), "seconds": round(elapsed, 1),
+                          "val_acc": acc, "train_loss": sum(losses[-eval_every:]) / len(losses[-eval_every:]),
+                          "load_average": round(os.getloadavg()[0], 1)})
+            if acc > best["val_acc"]:
+                best.update(val_acc=acc, step=step, state={k: v.detach().clone() for k, v in model.state_dict().items()})
+            if args.average_last > 1:
+                recent.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+                recent = recent[-args.average_last :]
+            log(f"step {step} (epoch {step / steps_per_epoch:.2f}): validation accuracy {acc:.4f}, "
+                f"train loss {evals[-1]['train_loss']:.3f}, lr {args.lr * f:.1e}, {elapsed:.0f} s, "
+                f"load {evals[-1]['load_average']}")
+    bar.close()
+    train_seconds = time.perf_counter() - t_train
+    averaged_val = None
+    if len(recent) > 1:
+        avg = {k: (sum(r[k].float() for r in recent) / len(recent)).to(recent[0][k].dtype) for k in recent[0]}
+        model.load_state_dict(avg)
+        averaged_val = accuracy_of(model, val_batches)
+        log(f"average of the last {len(recent)} evaluated weights: validation accuracy {averaged_val:.4f}")
+        if averaged_val > best["val_acc"]:
+            best.update(val_acc=averaged_val, step=step, state=avg, kind=f"average of the last {len(recent)} checkpoints")
     model.load_state_dict(best["state"])
-    test_acc = accuracy_of(model, test_batches)
+    test_acc = accuracy_of(model, test_batches)  # the test split, touched once
+    total_seconds = time.perf_counter() - t_start
     results = {
         "test_accuracy": test_acc,
         "best_validation_accuracy": best["val_acc"],
-        "steps_run": hist.steps[-1] if hist.steps else 0,
+        "best_step": best["step"],
+        "selected": best["kind"],
+        "averaged_validation_accuracy": averaged_val,
+        "steps_run": step,
         "steps_planned": steps,
-        "stopped_by": hist.stopped_by,
+        "stopped_by": "steps" if step >= steps else "time",
         "train_seconds": round(train_seconds, 1),
+        "total_seconds": round(total_seconds, 1),
+        "trainable_parameters": n_trainable,
+        "load_average_end": [round(x, 2) for x in os.getloadavg()],
         "evals": evals,
         "device": str(device),
         "args": vars(args),
     }
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    log(f"test accuracy {test_acc:.4f} (best validation {best['val_acc']:.4f}); training {train_seconds / 60:.1f} min")
+    log(f"TEST accuracy {test_acc:.4f} ({best['kind']}: validation {best['val_acc']:.4f}, step {best['step']} of {step}); "
+        f"training {train_seconds / 60:.1f} min, total {total_seconds / 60:.1f} min; "
+        f"load average {os.getloadavg()[0]:.1f}")
     return results
 
 

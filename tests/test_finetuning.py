@@ -151,6 +151,27 @@ def test_bert_classifier_matches_course_bert():
     assert out.loss is not None and out.loss.dim() == 0
 
 
+def test_full_fine_tuning_runs_every_step_and_trains_every_used_weight():
+    """Notebook 08's full fine-tuning once ran 12 steps and scored 62%: check the step count and that
+    every weight the classifier uses moves. With mean pooling the [CLS] pooler gets no gradient, so
+    the notebook removes it (then every remaining trainable tensor trains)."""
+    bert = tiny_bert()
+    ids, labels = random_ids(32), [i % 2 for i in range(32)]
+    batches = lambda s: make_batches(ids, labels, batch_size=8, shuffle=True, seed=s)
+    with_pooler = BertClassifier(copy.deepcopy(bert), ClassificationHead(32))
+    before = copy.deepcopy(with_pooler.state_dict())
+    fit(unfreeze(with_pooler), batches, steps=3, lr=1e-2, progress=False)
+    assert torch.equal(with_pooler.bert.pooler.weight, before["bert.pooler.weight"])  # never used
+    bert.pooler = None
+    clf = unfreeze(BertClassifier(bert, ClassificationHead(32)))
+    before = copy.deepcopy(clf.state_dict())
+    res = fit(clf, batches, steps=7, lr=1e-2, progress=False)  # 4 batches per epoch: crosses an epoch
+    assert res.history.steps[-1] == 7 and res.history.stopped_by == "max_steps"
+    assert res.trainable == trainable_summary(clf)["trainable"] == sum(p.numel() for p in clf.parameters())
+    unchanged = [k for k, v in clf.state_dict().items() if torch.equal(v, before[k])]
+    assert unchanged == [], f"these weights did not train: {unchanged}"
+
+
 # ----------------------------------------------------------------------------- caching
 def test_cached_top_layers_equal_the_whole_model():
     bert = tiny_bert()
