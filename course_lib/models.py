@@ -322,6 +322,8 @@ class BertConfig(_Preset):
     num_labels: int = 2  # classes of BertForSequenceClassification
     add_pooler: bool = True  # tanh(dense(h[CLS])), used by the classifier
     fused: bool = True  # PyTorch's fused attention unless attention weights are asked for
+    pre_ln: bool = False  # False: post-LN blocks (BERT, MiniLM); True: pre-LN blocks + a final LayerNorm
+    init_std: float = 0.02  # std of the normal init of weights and embeddings (HF: initializer_range)
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": dict(vocab_size=64, block_size=32, n_layer=2, n_head=2, d_model=32, d_ff=64, dropout=0.0),  # tests
@@ -332,6 +334,10 @@ class BertConfig(_Preset):
 
     def __post_init__(self) -> None:
         _check_positive(self, "vocab_size", "block_size", "n_layer", "n_head", "d_model", "d_ff", "type_vocab_size")
+        if not isinstance(self.pre_ln, bool):
+            raise TypeError(f"BertConfig.pre_ln must be a bool, got {type(self.pre_ln).__name__}")
+        if not isinstance(self.init_std, (int, float)) or isinstance(self.init_std, bool) or not self.init_std > 0:
+            raise ValueError(f"BertConfig.init_std must be a positive float, got {self.init_std!r}")
 
     @classmethod
     def from_hf(cls, hf: dict, **overrides: Any) -> "BertConfig":
@@ -351,6 +357,7 @@ class BertConfig(_Preset):
             dropout=hf.get("hidden_dropout_prob", 0.1),
             eps=hf.get("layer_norm_eps", 1e-12),
             pad_id=hf.get("pad_token_id", 0) or 0,
+            init_std=hf.get("initializer_range", 0.02),
         )
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
@@ -416,7 +423,8 @@ def _read_pretrained(path: str | Path | None) -> tuple[dict, dict[str, torch.Ten
 class BERT(nn.Module):
     """BERT encoder: forward(input_ids (B, T), token_type_ids, attention_mask) -> EncoderOutput.
 
-    Embeddings: token + segment + position, then LayerNorm and dropout; then `n_layer` post-LN blocks.
+    Embeddings: token + segment + position, then LayerNorm and dropout; then `n_layer` post-LN blocks
+    (with `config.pre_ln`: pre-LN blocks and a final LayerNorm `final_norm`, which trains faster from scratch).
     `return_attentions=True` returns each layer's weights (B, nh, T, T) (from-scratch attention).
     See notebooks 05 and 08.
     """
@@ -434,11 +442,12 @@ class BERT(nn.Module):
         self.emb_norm = make_norm("layernorm", c.d_model, eps=c.eps)
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(
-            TransformerBlock(c.d_model, c.n_head, c.d_ff, c.dropout, "layernorm", False, "gelu", True, c.eps, c.fused)
+            TransformerBlock(c.d_model, c.n_head, c.d_ff, c.dropout, "layernorm", c.pre_ln, "gelu", True, c.eps, c.fused)
             for _ in range(c.n_layer)
         )
+        self.final_norm = make_norm("layernorm", c.d_model, eps=c.eps) if c.pre_ln else None  # pre-LN only
         self.pooler = nn.Linear(c.d_model, c.d_model) if c.add_pooler else None
-        _init_weights(self)
+        _init_weights(self, std=c.init_std)
         if c.fused:
             use_fast_kernels(self)
 
@@ -471,6 +480,8 @@ class BERT(nn.Module):
             x, w = block(x, mask=mask, return_weights=return_attentions)
             hidden.append(x)
             attentions.append(w)
+        if self.final_norm is not None:  # pre-LN: the residual stream is normalised once at the end
+            x = hidden[-1] = self.final_norm(x)
         pooled = torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None  # (B, d)
         return EncoderOutput(
             last_hidden_state=x,
@@ -490,6 +501,8 @@ class BERT(nn.Module):
     @torch.no_grad()
     def _load_hf_state(self, state: dict[str, torch.Tensor], prefix: str = "") -> set[str]:
         """Copy Hugging Face tensors into this encoder; returns the HF keys used. Errors list what is missing."""
+        if self.config.pre_ln:
+            raise ValueError("Hugging Face BERT checkpoints are post-LN: load them with pre_ln=False, got pre_ln=True")
         own = self.state_dict()
         used, missing = set(), []
         for hf_key, our_key in bert_key_map(self.config.n_layer).items():
@@ -524,7 +537,7 @@ class BertForMaskedLM(nn.Module):
         self.mlm_dense = nn.Linear(c.d_model, c.d_model)
         self.mlm_norm = make_norm("layernorm", c.d_model, eps=c.eps)
         self.mlm_bias = nn.Parameter(torch.zeros(c.vocab_size))
-        _init_weights(self.mlm_dense)
+        _init_weights(self.mlm_dense, std=c.init_std)
         if c.fused:
             use_fast_kernels(self)
 

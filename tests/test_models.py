@@ -249,3 +249,66 @@ def test_bert_config_from_hf_overrides_win_and_unknown_fields_are_named():
     assert (cfg.dropout, cfg.num_labels, cfg.n_layer) == (0.0, 3, 2)
     with pytest.raises(TypeError, match=r"unknown BertConfig field\(s\) \['dropuot'\]"):
         BertConfig.from_hf(hf, dropuot=0.0)
+
+
+# ----------------------------------------------------------------------------- BERT's pre-LN option
+def _hand_pre_ln_bert(bert, ids):
+    """The pre-LN encoder written out with plain tensor operations (no course_lib modules' forward)."""
+    c = bert.config
+    ln = lambda m, h: F.layer_norm(h, (c.d_model,), m.weight, m.bias, c.eps)
+    lin = lambda m, h: h @ m.weight.T + m.bias
+    B, T = ids.shape
+    hs = c.d_model // c.n_head
+    x = bert.tok_emb.weight[ids] + bert.seg_emb.weight[torch.zeros_like(ids)] + bert.pos_emb.weight[:T]
+    x = ln(bert.emb_norm, x)
+    for blk in bert.blocks:
+        h = ln(blk.norm1, x)
+        q, k, v = (lin(p, h).view(B, T, c.n_head, hs).transpose(1, 2) for p in (blk.attn.q_proj, blk.attn.k_proj, blk.attn.v_proj))
+        att = torch.softmax(q @ k.transpose(-1, -2) / hs**0.5, dim=-1) @ v  # (B, nh, T, hs)
+        x = x + lin(blk.attn.out_proj, att.transpose(1, 2).reshape(B, T, c.d_model))
+        h = ln(blk.norm2, x)
+        x = x + lin(blk.ffn.fc2, F.gelu(lin(blk.ffn.fc1, h)))
+    return ln(bert.final_norm, x)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_bert_pre_ln_equals_hand_computed_forward(fused):
+    torch.manual_seed(0)
+    bert = BERT(BertConfig.preset("tiny", pre_ln=True, fused=fused)).eval()
+    assert bert.final_norm is not None and all(b.pre_norm for b in bert.blocks)
+    with torch.no_grad():  # non-trivial norms so that a missing or misplaced LayerNorm shows
+        for m in bert.modules():
+            if type(m).__name__.endswith("LayerNorm"):
+                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.5, 0.5)
+    ids = torch.randint(0, 64, (2, 9))
+    with torch.no_grad():
+        out = bert(ids, return_hidden_states=True)
+        ref = _hand_pre_ln_bert(bert, ids)
+    torch.testing.assert_close(out.last_hidden_state, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.hidden_states[-1], ref, atol=1e-5, rtol=0)  # the final norm is in the last one
+    post = BERT(BertConfig.preset("tiny")).eval()  # the default stays post-LN (BERT, MiniLM)
+    assert post.final_norm is None and not any(b.pre_norm for b in post.blocks)
+
+
+def test_bert_pre_ln_and_init_std_round_trip_through_a_checkpoint(tmp_path):
+    from course_lib.training import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig.preset("tiny", pre_ln=True, init_std=0.05)).eval()
+    assert 0.04 < float(model.bert.blocks[0].attn.q_proj.weight.detach().std()) < 0.06  # init_std is used
+    save_checkpoint(tmp_path, model)
+    loaded = load_checkpoint(tmp_path, BertForMaskedLM)["model"].eval()
+    assert loaded.config == model.config and loaded.config.pre_ln and loaded.config.init_std == 0.05
+    ids = torch.randint(0, 64, (2, 7))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, model(ids).logits, atol=0, rtol=0)
+    assert json.loads((tmp_path / "config.json").read_text())["config"]["pre_ln"] is True
+
+
+def test_bert_pre_ln_bad_values_and_hf_loading_are_refused():
+    with pytest.raises(TypeError, match="pre_ln must be a bool"):
+        BertConfig.preset("tiny", pre_ln="yes")
+    with pytest.raises(ValueError, match="init_std must be a positive float"):
+        BertConfig.preset("tiny", init_std=0.0)
+    with pytest.raises(ValueError, match="post-LN"):
+        BERT.from_pretrained(pre_ln=True)
