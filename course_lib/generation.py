@@ -140,6 +140,29 @@ def _logits(out: Any) -> torch.Tensor:
     return out.logits if hasattr(out, "logits") else (out[0] if isinstance(out, tuple) else out)
 
 
+def _append_next(
+    out: torch.Tensor,
+    logits: torch.Tensor,
+    done: torch.Tensor,
+    eos_id: int | None,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    greedy: bool,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, bool]:
+    """Pick each row's next token from the last position of `logits` (B, T, V) and append it to `out` (B, t).
+
+    With `eos_id`, a finished row keeps producing eos_id (`done` (B,) is updated in place); returns
+    (out (B, t + 1), True once every row has finished).
+    """
+    nxt = sample_next(logits[:, -1, :], temperature, top_k, top_p, greedy, generator)  # (B,)
+    if eos_id is not None:
+        nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
+        done |= nxt == eos_id
+    return torch.cat([out, nxt[:, None]], dim=1), eos_id is not None and bool(done.all())
+
+
 def _reorder(cache: Any, index: torch.Tensor) -> None:
     """Call .reorder(index) on every KVCache inside (nested lists/tuples of) `cache`."""
     if cache is None:
@@ -200,12 +223,8 @@ def generate(
                     logits = _logits(model(out[:, -1:], cache=cache))  # only the newest token
                 else:
                     logits = _logits(model(out[:, start:], cache=cache))  # (B, T, V)
-                nxt = sample_next(logits[:, -1, :], temperature, top_k, top_p, greedy, generator)  # (B,)
-                if eos_id is not None:
-                    nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
-                    done |= nxt == eos_id
-                out = torch.cat([out, nxt[:, None]], dim=1)
-                if eos_id is not None and bool(done.all()):
+                out, finished = _append_next(out, logits, done, eos_id, temperature, top_k, top_p, greedy, generator)
+                if finished:
                     break
     finally:
         model.train(was_training)
@@ -249,12 +268,8 @@ def seq2seq_generate(
         for _ in range(max_new_tokens):
             tgt = out[:, -1:] if use_cache else out
             logits = _logits(model.decode(tgt, memory, src_mask, cache=cache))  # (B, t, V)
-            nxt = sample_next(logits[:, -1, :], temperature, top_k, top_p, greedy, generator)
-            if eos_id is not None:
-                nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
-                done |= nxt == eos_id
-            out = torch.cat([out, nxt[:, None]], dim=1)
-            if eos_id is not None and bool(done.all()):
+            out, finished = _append_next(out, logits, done, eos_id, temperature, top_k, top_p, greedy, generator)
+            if finished:
                 break
     finally:
         model.train(was_training)
