@@ -285,7 +285,7 @@ class KVCache:
         self._k[:, :, T_old : T_old + T_new] = k_new  # (B, nh, T_old + T_new, hs) filled
         self._v[:, :, T_old : T_old + T_new] = v_new
         self._length = T_old + T_new
-        return self._k[:, :, : self._length], self._v[:, :, : self._length]
+        return self.k, self.v
 
     def reorder(self, index: torch.Tensor) -> None:
         """Keep batch rows `index` (e.g. the surviving beams in beam search)."""

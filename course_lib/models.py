@@ -359,9 +359,10 @@ class BertConfig(_Preset):
             pad_id=hf.get("pad_token_id", 0) or 0,
             init_std=hf.get("initializer_range", 0.02),
         )
-        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(overrides) - set(names))
         if unknown:
-            raise TypeError(f"unknown BertConfig field(s) {unknown}; expected some of {[f.name for f in dataclasses.fields(cls)]}")
+            raise TypeError(f"unknown BertConfig field(s) {unknown}; expected some of {names}")
         return cls(**{**fields, **overrides})  # an override wins over the Hugging Face value
 
 
