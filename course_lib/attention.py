@@ -282,10 +282,10 @@ class KVCache:
                 self._k = torch.cat([k[:, :, :T_old], k.new_empty(*k.shape[:2], cap - T_old, k.shape[-1])], dim=-2)
                 self._v = torch.cat([v[:, :, :T_old], v.new_empty(*v.shape[:2], cap - T_old, v.shape[-1])], dim=-2)
         assert self._k is not None and self._v is not None
-        self._k[:, :, T_old : T_old + T_new] = k_new  # (B, nh, T_old + T_new, hs) filled
-        self._v[:, :, T_old : T_old + T_new] = v_new
+        self._k.narrow(2, T_old, T_new).copy_(k_new)  # rows T_old .. T_old + T_new - 1 filled
+        self._v.narrow(2, T_old, T_new).copy_(v_new)
         self._length = T_old + T_new
-        return self.k, self.v
+        return self._k.narrow(2, 0, self._length), self._v.narrow(2, 0, self._length)  # (B, nh, T, hs) views
 
     def reorder(self, index: torch.Tensor) -> None:
         """Keep batch rows `index` (e.g. the surviving beams in beam search)."""
@@ -341,6 +341,25 @@ class MultiHeadAttention(nn.Module):
         B, T, _ = x.shape
         return x.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
 
+    _decoding_qkv: tuple[torch.Tensor, torch.Tensor | None] | None = None  # set only while decoding
+
+    def pack_qkv(self, on: bool = True) -> None:
+        """Decoding speed-up: stack q_proj, k_proj, v_proj into one (3 d_model, d_model) matrix, so that
+        self-attention runs one matrix multiply instead of three (same numbers); `on=False` drops it.
+
+        `course_lib.generation` turns it on for the length of one generate call, when the weights
+        cannot change, and off at the end: a stacked copy kept longer would miss later weight updates.
+        Only plain nn.Linear projections are stacked (a LoRA wrapper keeps its own forward).
+        """
+        lins = (self.q_proj, self.k_proj, self.v_proj)
+        if not on or not all(type(lin) is nn.Linear for lin in lins):
+            self._decoding_qkv = None
+            return
+        with torch.no_grad():
+            w = torch.cat([lin.weight for lin in lins])  # (3 d_model, d_model)
+            b = None if self.q_proj.bias is None else torch.cat([lin.bias for lin in lins])
+        self._decoding_qkv = (w, b)
+
     def _check_input(self, name: str, x: torch.Tensor) -> None:
         _check_tensor(name, x)
         if x.ndim != 3 or x.shape[-1] != self.d_model:
@@ -376,17 +395,22 @@ class MultiHeadAttention(nn.Module):
                     f"got {tuple(context.shape)}"
                 )
         B, T_q, _ = x.shape
-        q = self._split(self.q_proj(x))  # (B, nh, T_q, hs)
         past = 0
         if context is None:
-            k = self._split(self.k_proj(x))  # (B, nh, T_q, hs)
-            v = self._split(self.v_proj(x))
+            if self._decoding_qkv is None:
+                q = self._split(self.q_proj(x))  # (B, nh, T_q, hs)
+                k = self._split(self.k_proj(x))
+                v = self._split(self.v_proj(x))
+            else:  # stacked projections (see pack_qkv): one matrix multiply, then cut in three
+                qkv = F.linear(x, *self._decoding_qkv).view(B, T_q, 3, self.n_heads, self.head_dim)
+                q, k, v = qkv.permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T_q, hs)
             past = cache.length if cache is not None else 0
             if rotary is not None:
                 q, k = rotary(q, k, past)
             if cache is not None:
                 k, v = cache.update(k, v)  # (B, nh, past + T_q, hs)
         else:
+            q = self._split(self.q_proj(x))  # (B, nh, T_q, hs)
             if cache is not None and cache.length > 0:
                 assert cache.k is not None and cache.v is not None
                 k, v = cache.k, cache.v  # cross-attention: the memory does not change
@@ -405,7 +429,8 @@ class MultiHeadAttention(nn.Module):
         if is_causal:
             if context is not None and T_k < T_q:
                 raise ValueError(f"is_causal with cross-attention needs T_k >= T_q, got T_q={T_q}, T_k={T_k}")
-            causal = causal_mask(T_q, T_k, device=x.device)  # query i is at absolute position T_k - T_q + i
+            # query i is at absolute position T_k - T_q + i; a single query (decoding) sees every key: no mask
+            causal = causal_mask(T_q, T_k, device=x.device) if T_q > 1 else None
         else:
             causal = None
         p = self.dropout if self.training else 0.0

@@ -61,7 +61,7 @@ def _check_ids(ids: object, vocab_size: int, what: str = "token ids") -> Tensor:
     if ids.dtype not in _INT_DTYPES:
         raise TypeError(f"{what} must have an integer dtype (e.g. torch.long), got {ids.dtype}")
     if ids.numel() and ids.device.type != "meta":  # meta tensors (shape-only, for counting) have no values
-        lo, hi = int(ids.min()), int(ids.max())
+        lo, hi = (int(t) for t in torch.aminmax(ids))
         if lo < 0 or hi >= vocab_size:
             bad = lo if lo < 0 else hi
             raise ValueError(f"{what} must lie in [0, {vocab_size}), got {bad} (min {lo}, max {hi})")
@@ -200,7 +200,8 @@ class LearnedPositionalEmbedding(nn.Embedding):
                     f"sequence too long: length {T} (offset {offset}) needs positions up to {offset + T - 1}, "
                     f"but max_len={self.max_len}"
                 )
-            positions = torch.arange(offset, offset + T, device=self.weight.device)
+            # rows offset .. offset + T - 1 of the table: the lookup of arange(offset, offset + T), as a view
+            return self.weight.narrow(0, offset, T)
         elif isinstance(positions, Tensor):
             if positions.dtype not in _INT_DTYPES:
                 raise TypeError(f"positions must be integers, got dtype {positions.dtype}")

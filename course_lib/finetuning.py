@@ -35,6 +35,7 @@ from torch import nn
 
 from course_lib.attention import padding_mask
 from course_lib.models import BERT, BertForSequenceClassification, ModelOutput, count_parameters
+from course_lib.utils import close_progress
 
 __all__ = [
     "encode_texts",
@@ -414,10 +415,11 @@ def encode_hidden_states(
     bert.eval()
     out: dict[int, list[torch.Tensor | None]] = {k: [None] * len(ids) for k in layers}
     batches = make_batches(ids, batch_size=batch_size, pad_id=bert.config.pad_id)
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(batches, desc="caching", mininterval=1.0)
+        batches = bar = tqdm(batches, desc="caching", mininterval=1.0)
     for b in batches:
         device = _device_of(bert)
         mask, lens = b["attention_mask"].to(device), b["attention_mask"].sum(1).tolist()
@@ -428,6 +430,7 @@ def encode_hidden_states(
             done = k
             for j, i in enumerate(b["index"].tolist()):
                 out[k][i] = x[j, : lens[j]].cpu().clone()  # (T_i, d)
+    close_progress(bar)
     bert.train(was_training)
     return out  # type: ignore[return-value]
 

@@ -163,6 +163,16 @@ def _append_next(
     return torch.cat([out, nxt[:, None]], dim=1), eos_id is not None and bool(done.all())
 
 
+def _pack_projections(model: torch.nn.Module, on: bool) -> None:
+    """Stack (on) or unstack (off) the q/k/v projections of every attention in `model` (see
+    `MultiHeadAttention.pack_qkv`): during one decoding call the weights cannot change."""
+    from course_lib.attention import MultiHeadAttention
+
+    for m in model.modules():
+        if isinstance(m, MultiHeadAttention):
+            m.pack_qkv(on)
+
+
 def _reorder(cache: Any, index: torch.Tensor) -> None:
     """Call .reorder(index) on every KVCache inside (nested lists/tuples of) `cache`."""
     if cache is None:
@@ -209,6 +219,7 @@ def generate(
         raise ValueError(f"keep must be an int in [1, block_size={block}), got {keep!r}")
     was_training = model.training
     model.eval()
+    _pack_projections(model, True)  # one q/k/v matrix multiply per attention while decoding
     out = idx
     start = max(0, out.size(1) - block)  # first token the model sees
     cache = model.new_cache() if use_cache else None
@@ -227,6 +238,7 @@ def generate(
                 if finished:
                     break
     finally:
+        _pack_projections(model, False)
         model.train(was_training)
     return out.clone()  # a normal tensor again (inference tensors cannot enter autograd)
 
@@ -260,6 +272,7 @@ def seq2seq_generate(
         raise ValueError(f"max_new_tokens + 1 = {max_new_tokens + 1} exceeds the decoder context block_size={block}")
     was_training = model.training
     model.eval()
+    _pack_projections(model, True)  # one q/k/v matrix multiply per attention while decoding
     try:
         memory = model.encode(src, src_mask)  # (B, S, d)
         out = torch.full((src.size(0), 1), bos_id, dtype=torch.long, device=src.device)
@@ -272,6 +285,7 @@ def seq2seq_generate(
             if finished:
                 break
     finally:
+        _pack_projections(model, False)
         model.train(was_training)
     return out
 
@@ -310,6 +324,7 @@ def beam_search(
     block = int(model.config.block_size)
     was_training = model.training
     model.eval()
+    _pack_projections(model, True)  # one q/k/v matrix multiply per attention while decoding
     try:
         if seq2seq:
             if bos_id is None:
@@ -369,6 +384,7 @@ def beam_search(
             for s, seq in zip(scores.tolist(), seqs):
                 finished.append((s / max(1, seqs.size(1) - prefix) ** length_penalty, seq))
     finally:
+        _pack_projections(model, False)
         model.train(was_training)
     finished.sort(key=lambda f: -f[0])
     if return_all:

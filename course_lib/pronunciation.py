@@ -212,6 +212,14 @@ class G2PBatches:
     against 56%), and the notebook's former 2,200 bucketed steps ended at 56.5% test WER, no
     better than 400 shuffled steps. See notebook 07.
 
+    `chunks` (default 1): with chunks=k > 1 each random batch is sorted by length and cut into k
+    micro-batches, each padded only to its own longest word, and the call returns that list;
+    `course_lib.training.compute_loss` weights their losses by their token counts, so the loss and
+    the gradient are those of the whole random batch (no bias, unlike `bucket`), with far less
+    padding: a random batch of 128 is half padding. In 120 s on one thread notebook 07's 2+2 model
+    took 1,108 steps with chunks=4 against 856 with one padded batch, and reached 44.6% validation
+    WER against 47.4%.
+
     >>> # batches = G2PBatches(train_pairs, 128, seed=0); batch = batches(); model(**batch).loss
     """
 
@@ -224,18 +232,21 @@ class G2PBatches:
         seed: int = 0,
         device: torch.device | str | None = None,
         bucket: int = 0,
+        chunks: int = 1,
     ) -> None:
         if not isinstance(bucket, int) or bucket < 0:
             raise ValueError(f"bucket must be an int >= 0, got {bucket!r}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if not isinstance(chunks, int) or not 1 <= chunks <= batch_size:
+            raise ValueError(f"chunks must be an int between 1 and batch_size ({batch_size}), got {chunks!r}")
         if len(pairs) == 0:
             raise ValueError("G2PBatches needs at least one pair")
         self.src_vocab, self.tgt_vocab = src_vocab or source_vocab(), tgt_vocab or target_vocab()
         # Encode once up front: the batches are then cheap to assemble.
         self.src = [self.src_vocab.encode(w) for w, _ in pairs]
         self.tgt = [self.tgt_vocab.encode(p) for _, p in pairs]
-        self.batch_size, self.device, self.bucket = batch_size, device, bucket
+        self.batch_size, self.device, self.bucket, self.chunks = batch_size, device, bucket, chunks
         self.generator = torch.Generator().manual_seed(seed)
         self.order: list[int] = []
         self.epoch = 0
@@ -256,11 +267,19 @@ class G2PBatches:
         shuffled = torch.randperm(len(batches), generator=self.generator).tolist()
         return [i for b in shuffled for i in batches[b]]
 
-    def __call__(self) -> dict[str, torch.Tensor]:
+    def __call__(self) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
         if len(self.order) < self.batch_size:
             self.order += self._epoch_order()
             self.epoch += 1
         idx, self.order = self.order[: self.batch_size], self.order[self.batch_size :]
+        if self.chunks == 1:
+            return self._pad(idx)
+        idx = sorted(idx, key=lambda i: (len(self.src[i]), len(self.tgt[i])))  # short words first
+        size = math.ceil(len(idx) / self.chunks)
+        return [self._pad(idx[j : j + size]) for j in range(0, len(idx), size)]
+
+    def _pad(self, idx: list[int]) -> dict[str, torch.Tensor]:
+        """One padded teacher-forcing batch of the pairs `idx`."""
         srcs, tgts = [self.src[i] for i in idx], [self.tgt[i] for i in idx]
         B, S, T = len(idx), max(map(len, srcs)), max(map(len, tgts)) + 1
         src = torch.zeros(B, S, dtype=torch.long)

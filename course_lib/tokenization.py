@@ -402,6 +402,8 @@ class BPETokenizer:
         if progress:
             from tqdm.auto import tqdm
 
+            from course_lib.utils import close_progress
+
             bar = tqdm(total=num_merges, desc="BPE merges", mininterval=0.5)
         merges: dict[tuple[int, int], int] = {}
         for step in range(num_merges):
@@ -452,7 +454,7 @@ class BPETokenizer:
             if bar is not None:
                 bar.update(1)
         if bar is not None:
-            bar.close()
+            close_progress(bar)
         first_special = 256 + len(merges)
         if isinstance(special_tokens, dict):
             special_ids = dict(special_tokens)

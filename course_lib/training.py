@@ -13,7 +13,8 @@ What is here:
 
 The loop works with any model whose forward returns the loss: `model(*batch)` for a tuple batch
 or `model(**batch)` for a dict, giving an object with `.loss` or a tuple `(logits, loss)`.
-Leaves out: mixed precision, gradient accumulation, distributed training. See notebooks 05-11.
+A batch may also be a list of micro-batches (one batch cut in pieces: see `compute_loss`).
+Leaves out: mixed precision, gradient accumulation over steps, distributed training. See notebooks 05-11.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from typing import Any, Callable, Iterable
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 from tqdm.auto import tqdm
+
+from course_lib.utils import close_progress
 
 __all__ = [
     "TrainConfig",
@@ -207,7 +210,19 @@ def make_optimizer(
 
 # ----------------------------------------------------------------------------- loss and evaluation
 def compute_loss(model: torch.nn.Module, batch: Any) -> torch.Tensor:
-    """Run `model` on `batch` (tuple -> model(*batch), dict -> model(**batch)) and return the loss."""
+    """Run `model` on `batch` (tuple -> model(*batch), dict -> model(**batch)) and return the loss.
+
+    A `list` of dict batches is one batch cut into micro-batches (for example by length, so that
+    each pads less, see `course_lib.pronunciation.G2PBatches`): their losses are averaged, each
+    weighted by its number of labelled tokens (`labels != -100`), which gives the loss (and, after
+    `backward`, the gradient) of the whole batch.
+    """
+    if isinstance(batch, list):
+        if not batch or not all(isinstance(b, dict) and "labels" in b for b in batch):
+            raise ValueError("a list batch must be a non-empty list of micro-batch dicts, each with 'labels'")
+        counts = [(b["labels"] != -100).sum() for b in batch]
+        total = sum(counts)
+        return sum(compute_loss(model, b) * (n / total) for b, n in zip(batch, counts))
     out = model(**batch) if isinstance(batch, dict) else model(*batch)
     loss = out.loss if hasattr(out, "loss") else (out[1] if isinstance(out, (tuple, list)) else out)
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
@@ -240,6 +255,8 @@ def evaluate(model: torch.nn.Module, batches: Callable[[], Any] | Iterable, step
 
 
 def _n_tokens(batch: Any) -> int:
+    if isinstance(batch, list):  # micro-batches
+        return sum(_n_tokens(b) for b in batch)
     first = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
     return first.numel() if isinstance(first, torch.Tensor) else 0
 
@@ -312,7 +329,7 @@ def train(
             break
     if not hist.val_steps or hist.val_steps[-1] != step:
         run_eval()  # always end with a validation number
-    bar.close()
+    close_progress(bar)
     if cfg.checkpoint_dir:
         save_checkpoint(cfg.checkpoint_dir, model, optimizer=opt, step=step, extra={"history": hist.to_dict()})
     model.eval()

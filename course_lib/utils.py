@@ -1,4 +1,4 @@
-"""Seeding, device choice and a tiny timer. See notebook 00.
+"""Seeding, device choice, a tiny timer and closing progress bars. See notebook 00.
 
 Leaves out: multi-GPU placement (see notebook 11) and mixed precision.
 """
@@ -9,7 +9,7 @@ import os
 import random
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -79,3 +79,19 @@ def timer(label: str = "", verbose: bool = True) -> Iterator[dict]:
         result["seconds"] = time.perf_counter() - start
         if verbose:
             print(f"{label + ': ' if label else ''}{result['seconds']:.2f} s")
+
+
+def close_progress(bar: Any) -> None:
+    """Close a `tqdm.auto` bar; in a notebook, also print its final line as plain text.
+
+    In Jupyter the bar is a widget. A viewer that cannot draw widgets (a plain nbconvert page,
+    GitHub, a terminal reading the .ipynb) shows the text the bar had when it appeared: "0%".
+    The printed line keeps the finished state (steps, time, rate, last loss) readable everywhere.
+    In a terminal the bar already is text, so nothing is added. `None` is allowed (no bar).
+    """
+    if bar is None:
+        return
+    is_widget = getattr(bar, "container", None) is not None and not bar.disable  # tqdm.notebook (close() disables)
+    bar.close()
+    if is_widget:
+        print(bar)

@@ -362,3 +362,55 @@ def test_ch03_checkers_keep_the_contract():
         ch03.check_causal_mask(lambda tq, tk: torch.ones(tq, tk, dtype=torch.bool).tril())  # top-left aligned
     with pytest.raises(ExerciseError):
         ch03.check_split_heads(lambda x, h: x.view(x.shape[0], h, x.shape[1], -1))  # mixes positions
+
+
+def test_eval_without_grad_follows_fused_optimizer_steps():
+    """Regression: a cached copy of the weights for inference went stale, because the fused AdamW kernel
+    updates parameters without bumping their version counters. Evaluation under no_grad must always use
+    the current weights."""
+    from course_lib.models import GPT, GPTConfig
+    from course_lib.training import make_optimizer
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.preset("tiny"))
+    opt = make_optimizer(model, lr=1e-2)
+    x = torch.randint(0, model.config.vocab_size, (2, 8))
+    for _ in range(3):
+        model.train()
+        loss = model(x, targets=x).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.eval()
+        with torch.no_grad():
+            fast = model(x, targets=x).loss
+        assert torch.allclose(fast, model(x, targets=x).loss)  # no_grad vs grad-enabled: same weights used
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_pack_qkv_gives_the_numbers_of_three_projections(bias):
+    """pack_qkv stacks q/k/v into one matrix for decoding: same outputs, off again afterwards, LoRA-wrapped
+    projections are left alone, and generate() leaves no stacked copy behind (it would miss later updates)."""
+    from course_lib.finetuning import LoRALinear
+    from course_lib.generation import generate
+    from course_lib.models import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(16, 4, bias=bias).eval()
+    x = torch.randn(2, 5, 16)
+    ref, _ = mha(x, is_causal=True)
+    mha.pack_qkv(True)
+    assert mha._decoding_qkv is not None and mha._decoding_qkv[0].shape == (48, 16)
+    packed, _ = mha(x, is_causal=True)
+    with torch.inference_mode():
+        cache = KVCache()
+        steps = [mha(x[:, t : t + 1], cache=cache)[0] for t in range(5)]
+    mha.pack_qkv(False)
+    assert mha._decoding_qkv is None
+    assert torch.allclose(ref, packed, atol=1e-6) and torch.allclose(torch.cat(steps, 1), ref, atol=1e-5)
+    mha.q_proj = LoRALinear(mha.q_proj, r=2)
+    mha.pack_qkv(True)
+    assert mha._decoding_qkv is None  # a wrapped projection keeps its own forward
+    gpt = GPT(GPTConfig.preset("tiny")).eval()
+    generate(gpt, torch.zeros(1, 1, dtype=torch.long), 5, greedy=True)
+    assert all(getattr(m, "_decoding_qkv", None) is None for m in gpt.modules())

@@ -289,3 +289,35 @@ def test_make_g2p_model_init():
     assert abs(xav.tgt_emb.weight.std().item() - 0.02) < 0.003 and xav.lm_head.weight is xav.tgt_emb.weight
     with pytest.raises(ValueError, match="init"):
         pr.make_g2p_model(1, 32, 2, init="normal")
+
+
+def test_chunked_batches_give_the_whole_batch_loss_and_gradient():
+    """chunks=k: the random batch, sorted by length, cut into k micro-batches that pad less; the token-weighted
+    loss of the pieces (course_lib.training.compute_loss) equals the loss of the one padded batch, and so does
+    the gradient."""
+    from course_lib.training import compute_loss
+
+    pairs = [("a" * n + "b" * (i % 4), ["AH"] * (n % 7 + 1)) for i, n in enumerate(list(range(1, 17)) * 4)]  # 64 pairs
+    whole, chunked = pr.G2PBatches(pairs, 16, seed=2), pr.G2PBatches(pairs, 16, seed=2, chunks=4)
+    src = pr.source_vocab()
+    for _ in range(4):  # one epoch: same words per step, in 4 micro-batches
+        b, parts = whole(), chunked()
+        assert isinstance(parts, list) and len(parts) == 4
+        words = lambda bs: sorted("".join(src.decode(r)) for x in bs for r in x["src"].tolist())  # noqa: E731
+        assert words([b]) == words(parts)
+        assert sum(int((p["src_mask"] == 0).sum()) for p in parts) < int((b["src_mask"] == 0).sum())  # less padding
+        for model in (tiny_model(),):
+            model.eval()
+            full = compute_loss(model, b)
+            full.backward()
+            g_full = [p.grad.clone() for p in model.parameters()]
+            model.zero_grad()
+            pieces = compute_loss(model, parts)
+            pieces.backward()
+            assert torch.allclose(full, pieces, atol=1e-6)
+            assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(g_full, model.parameters()))
+    assert chunked.epoch == whole.epoch == 1
+    with pytest.raises(ValueError, match="chunks"):
+        pr.G2PBatches(pairs, 4, chunks=5)
+    with pytest.raises(ValueError, match="chunks"):
+        pr.G2PBatches(pairs, 4, chunks=0)

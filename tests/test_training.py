@@ -195,3 +195,29 @@ def test_resume_continues_where_it_stopped(tmp_path):
         o.step()
     assert torch.equal(a.lm_head.weight, b.lm_head.weight)
     assert opt_a.state_dict()["param_groups"][0]["lr"] == pytest.approx(hist2.lr[-1])
+
+
+def test_compute_loss_of_micro_batches_is_token_weighted():
+    """A list of dict batches is one batch in pieces: the loss is the mean over all labelled tokens."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.preset("tiny")).eval()
+    ids = torch.randint(0, model.config.vocab_size, (4, 8))
+    labels = ids.clone()
+    labels[0, 5:] = -100  # rows with different numbers of labelled tokens
+    labels[3, 2:] = -100
+    whole = compute_loss(model, {"idx": ids, "targets": labels})
+    parts = [{"idx": ids[:1], "targets": labels[:1]}, {"idx": ids[1:], "targets": labels[1:]}]
+    with pytest.raises(ValueError, match="labels"):
+        compute_loss(model, parts)  # the weights are counted from a 'labels' key
+    enc_dec = EncoderDecoder(EncoderDecoderConfig.preset("tiny")).eval()
+    src, tgt = torch.randint(3, 16, (4, 5)), torch.randint(3, 16, (4, 6))
+    lab = tgt.clone()
+    lab[1, 3:] = -100
+    lab[2, 1:] = -100
+    full = compute_loss(enc_dec, {"src": src, "tgt": tgt, "labels": lab})
+    pieces = [{"src": src[i : i + 2], "tgt": tgt[i : i + 2], "labels": lab[i : i + 2]} for i in (0, 2)]
+    assert torch.allclose(compute_loss(enc_dec, pieces), full, atol=1e-6)
+    assert not torch.allclose(sum(compute_loss(enc_dec, p) for p in pieces) / 2, full, atol=1e-4)  # a plain mean is not it
+    assert whole.dim() == 0
+    with pytest.raises(ValueError, match="micro-batch"):
+        compute_loss(enc_dec, [])

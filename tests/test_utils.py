@@ -68,3 +68,27 @@ def test_timer_measures(capsys):
         sum(range(1000))
     assert t["seconds"] >= 0
     assert "block:" in capsys.readouterr().out
+
+
+def test_close_progress_prints_the_final_line_of_a_notebook_bar(capsys):
+    """A notebook bar is a widget whose stored text says 0%: close_progress prints its final state as text."""
+    from tqdm import tqdm as text_tqdm
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    from course_lib.utils import close_progress
+
+    bar = notebook_tqdm(total=3, desc="train")
+    for _ in range(3):
+        bar.update(1)
+    capsys.readouterr()
+    close_progress(bar)
+    out = capsys.readouterr().out
+    assert "train: 100%" in out and "3/3" in out
+    plain = text_tqdm(total=2, desc="plain", file=__import__("io").StringIO())
+    plain.update(2)
+    close_progress(plain)  # already text in a terminal: nothing printed
+    close_progress(None)
+    assert capsys.readouterr().out == ""
+    silent = notebook_tqdm(total=2, disable=True)
+    close_progress(silent)
+    assert capsys.readouterr().out == ""
