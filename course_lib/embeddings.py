@@ -200,8 +200,7 @@ class LearnedPositionalEmbedding(nn.Embedding):
                     f"sequence too long: length {T} (offset {offset}) needs positions up to {offset + T - 1}, "
                     f"but max_len={self.max_len}"
                 )
-            # rows offset .. offset + T - 1 of the table: the lookup of arange(offset, offset + T), as a view
-            return self.weight.narrow(0, offset, T)
+            positions = torch.arange(offset, offset + T, device=self.weight.device)
         elif isinstance(positions, Tensor):
             if positions.dtype not in _INT_DTYPES:
                 raise TypeError(f"positions must be integers, got dtype {positions.dtype}")

@@ -118,6 +118,8 @@ def test_learned_positions():
     torch.testing.assert_close(lp(3, offset=2), lp.weight[2:5])
     torch.testing.assert_close(lp(torch.tensor([[0, 9]])), lp.weight[[0, 9]].unsqueeze(0))
     assert sum(p.numel() for p in lp.parameters()) == 40
+    with torch.no_grad():  # a fresh tensor, not a view of the weights: .numpy() works (notebook 05 plots it)
+        assert not lp(6).requires_grad and lp(6).numpy().shape == (6, 4)
     with pytest.raises(ValueError, match=r"length 11.*max_len=10"):
         lp(11)
     with pytest.raises(ValueError, match="max_len=10"):
