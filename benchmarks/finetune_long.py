@@ -63,7 +63,7 @@ from course_lib.finetuning import (  # noqa: E402
     encode_texts, freeze, make_batches, predict, unfreeze,
 )
 from course_lib.models import BERT, count_parameters  # noqa: E402
-from course_lib.training import make_optimizer  # noqa: E402
+from course_lib.training import make_optimizer, optimizer_step  # noqa: E402
 from course_lib.utils import get_device, set_seed  # noqa: E402
 
 
@@ -240,10 +240,7 @@ def train_one(args: argparse.Namespace, seed: int, ids: dict, labels: dict, devi
         for g in opt.param_groups:
             g["lr"] = args.lr * f * g["scale"]
         loss = model(**{k: v for k, v in b.items() if k != "index"}).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        optimizer_step(model, opt, loss, grad_clip=1.0)
         step += 1
         losses.append(loss.item())
         bar.update(1)

@@ -45,7 +45,7 @@ from course_lib.pronunciation import (  # noqa: E402
     references, source_vocab, target_vocab,
 )
 from course_lib.models import count_parameters  # noqa: E402
-from course_lib.training import compute_loss, make_optimizer, save_checkpoint  # noqa: E402
+from course_lib.training import compute_loss, make_optimizer, optimizer_step, save_checkpoint  # noqa: E402
 from course_lib.utils import set_seed  # noqa: E402
 
 
@@ -123,10 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
         for g in opt.param_groups:
             g["lr"] = lr
         loss = compute_loss(model, batches())  # chunks > 1: a list of length-sorted micro-batches
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        optimizer_step(model, opt, loss, grad_clip=1.0)
         step += 1
         losses.append(loss.item())
         if step % 50 == 0:

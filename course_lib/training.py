@@ -5,6 +5,7 @@ What is here:
 - `lm_batch`: random (B, T) windows of a 1-D token tensor for language modelling (seeded).
 - `lr_at`: linear warm-up then cosine decay.
 - `make_optimizer`: AdamW with weight decay on matrices only (not on biases and norms).
+- `optimizer_step`: one update (zero the gradients, backward, clip, step), shared by the scripts.
 - `train`: the loop (AdamW, schedule, gradient clipping, step and wall-clock budgets, periodic
   evaluation, one `tqdm.auto` progress bar, optional checkpoints and resume) -> `History`.
 - `History`: losses per step with wall-clock time, `.plot()`.
@@ -41,6 +42,7 @@ __all__ = [
     "lr_at",
     "make_optimizer",
     "compute_loss",
+    "optimizer_step",
     "evaluate",
     "train",
     "save_checkpoint",
@@ -262,6 +264,17 @@ def _n_tokens(batch: Any) -> int:
 
 
 # ----------------------------------------------------------------------------- the loop
+def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
+                   grad_clip: float | None = 1.0) -> None:
+    """One update: clear the old gradients, backpropagate `loss`, clip the global gradient norm
+    to `grad_clip` (None: no clipping), take the optimizer's step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+
+
 def train(
     model: torch.nn.Module,
     train_batches: Callable[[], Any] | Iterable,
@@ -306,11 +319,7 @@ def train(
             group["lr"] = lr
         batch = next_batch()
         loss = compute_loss(model, batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        optimizer_step(model, opt, loss, cfg.grad_clip)
         step += 1
         hist.tokens_seen += _n_tokens(batch)
         hist.seconds = time.perf_counter() - t0

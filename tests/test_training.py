@@ -28,6 +28,7 @@ from course_lib.training import (
     load_checkpoint,
     lr_at,
     make_optimizer,
+    optimizer_step,
     save_checkpoint,
     train,
 )
@@ -221,3 +222,24 @@ def test_compute_loss_of_micro_batches_is_token_weighted():
     assert whole.dim() == 0
     with pytest.raises(ValueError, match="micro-batch"):
         compute_loss(enc_dec, [])
+
+
+def test_optimizer_step_equals_the_manual_update_and_clips():
+    """optimizer_step = zero_grad + backward + clip_grad_norm_ + step, the lines of every training loop."""
+    torch.manual_seed(0)
+    a = GPT(GPTConfig.preset("tiny"))
+    b = GPT(GPTConfig.preset("tiny"))
+    b.load_state_dict(a.state_dict())
+    oa, ob = make_optimizer(a, lr=1e-2), make_optimizer(b, lr=1e-2)
+    x = torch.randint(0, a.config.vocab_size, (2, 8))
+    for _ in range(2):
+        optimizer_step(a, oa, a(x, targets=x).loss, grad_clip=0.1)
+        loss = b(x, targets=x).loss
+        ob.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(b.parameters(), 0.1)
+        ob.step()
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    grads_norm = torch.norm(torch.stack([p.grad.norm() for p in a.parameters() if p.grad is not None]))
+    assert grads_norm <= 0.1 + 1e-5  # clipped
+    optimizer_step(a, oa, a(x, targets=x).loss, grad_clip=None)  # no clipping: allowed
