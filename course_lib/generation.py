@@ -27,7 +27,8 @@ See notebooks 06 and 07.
 from __future__ import annotations
 
 import math
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -163,14 +164,24 @@ def _append_next(
     return torch.cat([out, nxt[:, None]], dim=1), eos_id is not None and bool(done.all())
 
 
-def _pack_projections(model: torch.nn.Module, on: bool) -> None:
-    """Stack (on) or unstack (off) the q/k/v projections of every attention in `model` (see
-    `MultiHeadAttention.pack_qkv`): during one decoding call the weights cannot change."""
+@contextmanager
+def _decoding(model: torch.nn.Module) -> Iterator[None]:
+    """For the length of one decoding call: eval mode, and each attention's q/k/v projections stacked
+    into one matrix (`MultiHeadAttention.pack_qkv`; the weights cannot change meanwhile). Afterwards
+    the stacked copies are dropped and the model's training mode is restored."""
     from course_lib.attention import MultiHeadAttention
 
-    for m in model.modules():
-        if isinstance(m, MultiHeadAttention):
-            m.pack_qkv(on)
+    was_training = model.training
+    model.eval()
+    attentions = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
+    for m in attentions:
+        m.pack_qkv(True)
+    try:
+        yield
+    finally:
+        for m in attentions:
+            m.pack_qkv(False)
+        model.train(was_training)
 
 
 def _reorder(cache: Any, index: torch.Tensor) -> None:
@@ -217,29 +228,22 @@ def generate(
     keep = block // 2 if keep is None else keep
     if not isinstance(keep, int) or not 1 <= keep < block:
         raise ValueError(f"keep must be an int in [1, block_size={block}), got {keep!r}")
-    was_training = model.training
-    model.eval()
-    _pack_projections(model, True)  # one q/k/v matrix multiply per attention while decoding
     out = idx
     start = max(0, out.size(1) - block)  # first token the model sees
     cache = model.new_cache() if use_cache else None
     done = torch.zeros(out.size(0), dtype=torch.bool, device=out.device)
-    try:
-        with torch.inference_mode():  # like no_grad, with less bookkeeping per operation
-            for _ in range(max_new_tokens):
-                if out.size(1) - start > block:  # context full: keep the last `keep` tokens
-                    start = out.size(1) - keep
-                    cache = model.new_cache() if use_cache else None
-                if cache is not None and cache[0].length > 0:
-                    logits = _logits(model(out[:, -1:], cache=cache))  # only the newest token
-                else:
-                    logits = _logits(model(out[:, start:], cache=cache))  # (B, T, V)
-                out, finished = _append_next(out, logits, done, eos_id, temperature, top_k, top_p, greedy, generator)
-                if finished:
-                    break
-    finally:
-        _pack_projections(model, False)
-        model.train(was_training)
+    with _decoding(model), torch.inference_mode():  # inference_mode: no_grad with less bookkeeping
+        for _ in range(max_new_tokens):
+            if out.size(1) - start > block:  # context full: keep the last `keep` tokens
+                start = out.size(1) - keep
+                cache = model.new_cache() if use_cache else None
+            if cache is not None and cache[0].length > 0:
+                logits = _logits(model(out[:, -1:], cache=cache))  # only the newest token
+            else:
+                logits = _logits(model(out[:, start:], cache=cache))  # (B, T, V)
+            out, finished = _append_next(out, logits, done, eos_id, temperature, top_k, top_p, greedy, generator)
+            if finished:
+                break
     return out.clone()  # a normal tensor again (inference tensors cannot enter autograd)
 
 
@@ -270,10 +274,7 @@ def seq2seq_generate(
     block = int(model.config.block_size)
     if max_new_tokens + 1 > block:
         raise ValueError(f"max_new_tokens + 1 = {max_new_tokens + 1} exceeds the decoder context block_size={block}")
-    was_training = model.training
-    model.eval()
-    _pack_projections(model, True)  # one q/k/v matrix multiply per attention while decoding
-    try:
+    with _decoding(model):
         memory = model.encode(src, src_mask)  # (B, S, d)
         out = torch.full((src.size(0), 1), bos_id, dtype=torch.long, device=src.device)
         cache = model.new_cache() if use_cache else None
@@ -284,9 +285,6 @@ def seq2seq_generate(
             out, finished = _append_next(out, logits, done, eos_id, temperature, top_k, top_p, greedy, generator)
             if finished:
                 break
-    finally:
-        _pack_projections(model, False)
-        model.train(was_training)
     return out
 
 
@@ -322,10 +320,7 @@ def beam_search(
     _check_count("max_new_tokens", max_new_tokens, 1)
     seq2seq = hasattr(model, "encode")
     block = int(model.config.block_size)
-    was_training = model.training
-    model.eval()
-    _pack_projections(model, True)  # one q/k/v matrix multiply per attention while decoding
-    try:
+    with _decoding(model):
         if seq2seq:
             if bos_id is None:
                 raise ValueError("beam_search on an encoder-decoder model needs bos_id")
@@ -383,9 +378,6 @@ def beam_search(
         if not finished:
             for s, seq in zip(scores.tolist(), seqs):
                 finished.append((s / max(1, seqs.size(1) - prefix) ** length_penalty, seq))
-    finally:
-        _pack_projections(model, False)
-        model.train(was_training)
     finished.sort(key=lambda f: -f[0])
     if return_all:
         return finished

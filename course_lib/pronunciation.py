@@ -187,7 +187,12 @@ def encode_pairs(
         raise ValueError("encode_pairs needs at least one (word, phonemes) pair")
     srcs = [src_vocab.encode(w) for w, _ in pairs]
     tgts = [tgt_vocab.encode(p) for _, p in pairs]
-    B, S, T = len(pairs), max(map(len, srcs)), max(map(len, tgts)) + 1
+    return _pad_ids(srcs, tgts, tgt_vocab.bos_id, tgt_vocab.eos_id)
+
+
+def _pad_ids(srcs: Sequence[list[int]], tgts: Sequence[list[int]], bos_id: int, eos_id: int) -> dict[str, torch.Tensor]:
+    """Letter ids and phoneme ids (no BOS/EOS) -> the padded teacher-forcing batch of `encode_pairs`."""
+    B, S, T = len(srcs), max(map(len, srcs)), max(map(len, tgts)) + 1
     src = torch.zeros(B, S, dtype=torch.long)
     src_mask = torch.zeros(B, S, dtype=torch.long)
     tgt = torch.zeros(B, T, dtype=torch.long)
@@ -195,8 +200,8 @@ def encode_pairs(
     for i, (s, t) in enumerate(zip(srcs, tgts)):
         src[i, : len(s)] = torch.tensor(s)
         src_mask[i, : len(s)] = 1
-        tgt[i, : len(t) + 1] = torch.tensor([tgt_vocab.bos_id] + t)
-        labels[i, : len(t) + 1] = torch.tensor(t + [tgt_vocab.eos_id])
+        tgt[i, : len(t) + 1] = torch.tensor([bos_id] + t)
+        labels[i, : len(t) + 1] = torch.tensor(t + [eos_id])
     return {"src": src, "tgt": tgt, "labels": labels, "src_mask": src_mask}
 
 
@@ -280,16 +285,8 @@ class G2PBatches:
 
     def _pad(self, idx: list[int]) -> dict[str, torch.Tensor]:
         """One padded teacher-forcing batch of the pairs `idx`."""
-        srcs, tgts = [self.src[i] for i in idx], [self.tgt[i] for i in idx]
-        B, S, T = len(idx), max(map(len, srcs)), max(map(len, tgts)) + 1
-        src = torch.zeros(B, S, dtype=torch.long)
-        tgt = torch.zeros(B, T, dtype=torch.long)
-        labels = torch.full((B, T), -100, dtype=torch.long)
-        for i, (s, t) in enumerate(zip(srcs, tgts)):
-            src[i, : len(s)] = torch.tensor(s)
-            tgt[i, : len(t) + 1] = torch.tensor([1] + t)
-            labels[i, : len(t) + 1] = torch.tensor(t + [2])
-        batch = {"src": src, "tgt": tgt, "labels": labels, "src_mask": (src != 0).long()}
+        batch = _pad_ids([self.src[i] for i in idx], [self.tgt[i] for i in idx], self.tgt_vocab.bos_id,
+                         self.tgt_vocab.eos_id)
         if self.device is not None:
             batch = {k: v.to(self.device) for k, v in batch.items()}
         return batch
