@@ -17,18 +17,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _train_g2p():
+    """benchmarks/train_g2p.py as a module (benchmarks/ is not a package)."""
     spec = importlib.util.spec_from_file_location("train_g2p", ROOT / "benchmarks" / "train_g2p.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.main
+    return module
 
 
 @pytest.mark.parametrize("norm", ["pre", "post"])
 def test_train_g2p_smoke(tmp_path: Path, norm: str, one_thread) -> None:
     out, ck = tmp_path / "run", tmp_path / "ck"
-    results = _train_g2p()([
+    results = _train_g2p().main([
         "--max-steps", "20", "--minutes", "5", "--layers", "1", "--d-model", "32", "--heads", "2", "--warmup", "5",
-        "--norm", norm, "--label-smoothing", "0.1" if norm == "post" else "0", "--beam-words", "4", "--out", str(out), "--checkpoint", str(ck),
+        "--norm", norm, "--label-smoothing", "0.1" if norm == "post" else "0", "--beam-words", "4",
+        "--out", str(out), "--checkpoint", str(ck),
     ])
     assert results["steps"] == 20 and results["args"]["norm"] == norm
     saved = json.loads((out / "results.json").read_text())
@@ -43,13 +45,11 @@ def test_train_g2p_smoke(tmp_path: Path, norm: str, one_thread) -> None:
 
 def test_train_g2p_rejects_a_bad_option(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
-        _train_g2p()(["--norm", "middle", "--out", str(tmp_path)])
+        _train_g2p().main(["--norm", "middle", "--out", str(tmp_path)])
 
 
 def test_smoothed_loss_matches_the_plain_loss_and_the_formula() -> None:
-    spec = importlib.util.spec_from_file_location("train_g2p", ROOT / "benchmarks" / "train_g2p.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _train_g2p()
     torch.manual_seed(0)
     model = make_g2p_model(1, 32, 2, 0.0)
     words = [("cat", ["K", "AE", "T"]), ("tomato", ["T", "AH", "M", "EY", "T", "OW"]), ("dog", ["D", "AO", "G"]),
