@@ -552,27 +552,26 @@ def _make_torch_transformer(c: EncoderDecoderConfig) -> torch.nn.Transformer:
     return torch.nn.Transformer(
         d_model=c.d_model, nhead=c.n_head, num_encoder_layers=c.n_encoder_layer, num_decoder_layers=c.n_decoder_layer,
         dim_feedforward=c.d_ff or 4 * c.d_model, dropout=0.0, activation="gelu", layer_norm_eps=1e-5,
-        batch_first=True, norm_first=True,
+        batch_first=True, norm_first=c.pre_norm,
     )
 
 
 def to_torch_transformer(model: EncoderDecoder) -> torch.nn.Transformer:
     """The encoder and decoder stacks of `model` as a `torch.nn.Transformer` with the same weights.
 
-    The architectures coincide for pre-LN models: `norm_first=True`, exact GELU, LayerNorm eps
-    1e-5, and nn.Transformer's final `encoder.norm` / `decoder.norm` play our `enc_norm` /
-    `dec_norm`. What nn.Transformer leaves out (embeddings, positions, output layer) stays ours.
-    A post-LN model (`pre_norm=False`) has no final norms while nn.Transformer always adds them,
-    so only its layers coincide (`nn.TransformerEncoderLayer(norm_first=False)`, see tests).
+    The architectures coincide: exact GELU, LayerNorm eps 1e-5, and `norm_first` = our `pre_norm`.
+    A pre-LN model ends each stack with a LayerNorm (our `enc_norm` / `dec_norm`), which
+    nn.Transformer's `encoder.norm` / `decoder.norm` play. A post-LN model (`pre_norm=False`, the 2017
+    paper) has no final norms, but nn.Transformer always builds them, so they are removed
+    (`norm=None`, which `nn.TransformerEncoder` and `nn.TransformerDecoder` accept).
+    What nn.Transformer leaves out (embeddings, positions, output layer) stays ours.
     """
     c = model.config
-    if not c.pre_norm:
-        raise ValueError("to_torch_transformer needs a pre-LN model (pre_norm=True): nn.Transformer always "
-                         "adds final norms, which a post-LN EncoderDecoder does not have")
     with warnings.catch_warnings():  # "enable_nested_tensor is True, but ... norm_first was True": harmless
         warnings.simplefilter("ignore", UserWarning)
         tt = _make_torch_transformer(c)
-    tt.encoder.enable_nested_tensor = False  # keep padded positions as ordinary numbers
+    # keep padded positions as ordinary numbers (a post-LN encoder would otherwise pack them as a nested tensor)
+    tt.encoder.enable_nested_tensor = tt.encoder.use_nested_tensor = False
     for ours, theirs in zip(model.encoder, tt.encoder.layers):
         _copy_mha(ours.attn, theirs.self_attn)
         _copy_ffn(ours.ffn, theirs)
@@ -584,8 +583,11 @@ def to_torch_transformer(model: EncoderDecoder) -> torch.nn.Transformer:
         _copy_ffn(ours.ffn, theirs)
         for a, b in ((ours.norm1, theirs.norm1), (ours.norm2, theirs.norm2), (ours.norm3, theirs.norm3)):
             _copy_norm(a, b)
-    _copy_norm(model.enc_norm, tt.encoder.norm)
-    _copy_norm(model.dec_norm, tt.decoder.norm)
+    if c.pre_norm:
+        _copy_norm(model.enc_norm, tt.encoder.norm)
+        _copy_norm(model.dec_norm, tt.decoder.norm)
+    else:  # post-LN: each layer already ends with a LayerNorm; no final one
+        tt.encoder.norm, tt.decoder.norm = None, None
     return tt.eval()
 
 

@@ -3,7 +3,7 @@
 What is here:
 - `TrainConfig`: every knob of the loop, one comment per field.
 - `lm_batch`: random (B, T) windows of a 1-D token tensor for language modelling (seeded).
-- `lr_at`: linear warm-up then cosine decay.
+- `lr_at`: linear warm-up then a cosine (or linear) decay; `decayed_lr`, the decay alone.
 - `make_optimizer`: AdamW with weight decay on matrices only (not on biases and norms).
 - `optimizer_step`: one update (zero the gradients, backward, clip, step), shared by the scripts.
 - `train`: the loop (AdamW, schedule, gradient clipping, step and wall-clock budgets, periodic
@@ -40,6 +40,7 @@ __all__ = [
     "History",
     "lm_batch",
     "lr_at",
+    "decayed_lr",
     "make_optimizer",
     "compute_loss",
     "optimizer_step",
@@ -58,7 +59,8 @@ class TrainConfig:
     max_steps: int = 1000  # optimizer steps to run (the step budget)
     max_seconds: float | None = None  # wall-clock budget in seconds; None = no limit
     lr: float = 1e-3  # peak learning rate, reached at the end of warm-up
-    min_lr: float | None = None  # learning rate at the end of the cosine; None = lr / 10
+    min_lr: float | None = None  # learning rate at the end of the decay; None = lr / 10
+    decay: str = "cosine"  # shape of the decay after warm-up: "cosine" or "linear"
     warmup_steps: int = 100  # linear warm-up from 0 to lr
     weight_decay: float = 0.1  # AdamW decoupled weight decay (matrices only)
     betas: tuple[float, float] = (0.9, 0.99)  # AdamW moment decay rates
@@ -86,6 +88,7 @@ class TrainConfig:
             )
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
+        _check_decay(self.decay)
 
 
 @dataclass
@@ -176,19 +179,44 @@ def lm_batch(
     return x, y
 
 
-def lr_at(step: int, max_steps: int, lr: float, warmup_steps: int = 0, min_lr: float | None = None) -> float:
-    """Learning rate at `step`: linear warm-up to `lr`, then cosine decay to `min_lr` (default lr/10).
+DECAYS = ("cosine", "linear")
+
+
+def _check_decay(decay: str) -> None:
+    if decay not in DECAYS:
+        raise ValueError(f"decay must be one of {DECAYS}, got {decay!r}")
+
+
+def decayed_lr(progress: float, lr: float, min_lr: float, decay: str = "cosine") -> float:
+    """Learning rate `progress` (0 -> 1) of the way through the decay from `lr` to `min_lr`.
+
+    "cosine" stays near `lr` longer and flattens out near `min_lr`; "linear" goes down at a constant rate.
+
+    >>> decayed_lr(0.5, 1.0, 0.0), decayed_lr(0.25, 1.0, 0.0, "linear"), round(decayed_lr(0.25, 1.0, 0.0), 3)
+    (0.5, 0.75, 0.854)
+    """
+    _check_decay(decay)
+    progress = min(1.0, max(0.0, progress))
+    shape = 0.5 * (1.0 + math.cos(math.pi * progress)) if decay == "cosine" else 1.0 - progress
+    return min_lr + shape * (lr - min_lr)
+
+
+def lr_at(
+    step: int, max_steps: int, lr: float, warmup_steps: int = 0, min_lr: float | None = None, decay: str = "cosine"
+) -> float:
+    """Learning rate at `step`: linear warm-up to `lr`, then a cosine (or linear) decay to `min_lr` (default lr/10).
 
     >>> [round(lr_at(s, 100, 1.0, warmup_steps=10), 3) for s in (0, 9, 55, 100)]
     [0.1, 1.0, 0.55, 0.1]
+    >>> [round(lr_at(s, 100, 1.0, warmup_steps=10, min_lr=0.0, decay="linear"), 3) for s in (10, 55, 100)]
+    [1.0, 0.5, 0.0]
     """
     min_lr = lr / 10 if min_lr is None else min_lr
     if step < warmup_steps:
         return lr * (step + 1) / warmup_steps
     if step >= max_steps:
         return min_lr
-    progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)  # 0 -> 1
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
+    return decayed_lr((step - warmup_steps) / max(1, max_steps - warmup_steps), lr, min_lr, decay)
 
 
 def make_optimizer(
@@ -314,7 +342,7 @@ def train(
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not cfg.progress, mininterval=1.0, desc="train", unit="step")
     hist.stopped_by = "max_steps"
     while step < cfg.max_steps:
-        lr = lr_at(step, cfg.max_steps, cfg.lr, cfg.warmup_steps, cfg.min_lr)
+        lr = lr_at(step, cfg.max_steps, cfg.lr, cfg.warmup_steps, cfg.min_lr, cfg.decay)
         for group in opt.param_groups:
             group["lr"] = lr
         batch = next_batch()

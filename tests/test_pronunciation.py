@@ -180,9 +180,10 @@ def test_widget_and_plot(trained):
 
 
 # ----------------------------------------------------------------------------- torch.nn.Transformer
-def test_same_logits_as_torch_transformer():
+@pytest.mark.parametrize("pre_norm", [True, False])
+def test_same_logits_as_torch_transformer(pre_norm):
     torch.manual_seed(1)
-    model = pr.make_g2p_model(n_layer=2, d_model=32, n_head=4, dropout=0.1).eval()
+    model = pr.make_g2p_model(n_layer=2, d_model=32, n_head=4, dropout=0.1, pre_norm=pre_norm).eval()
     for p in model.parameters():  # move away from the init so norms and biases matter too
         p.data += 0.05 * torch.randn_like(p)
     tt = pr.to_torch_transformer(model)
@@ -190,8 +191,15 @@ def test_same_logits_as_torch_transformer():
     ours = model(b["src"], b["tgt"], src_mask=b["src_mask"]).logits
     theirs = pr.torch_transformer_logits(model, tt, b["src"], b["tgt"], b["src_mask"])
     assert torch.allclose(ours, theirs, atol=1e-5), (ours - theirs).abs().max()
-    with pytest.raises(ValueError, match="pre-LN"):
-        pr.to_torch_transformer(tiny_model(pre_norm=False))
+    assert all(layer.norm_first == pre_norm for layer in [*tt.encoder.layers, *tt.decoder.layers])
+    with torch.no_grad():  # the encoder agrees at every position, padding included (no nested-tensor packing)
+        pad = b["src_mask"] == 0
+        assert pad.any()
+        memory = tt.encoder(model._embed(b["src"], model.src_emb, "src"), src_key_padding_mask=pad)
+        assert torch.allclose(memory, model.encode(b["src"], b["src_mask"]), atol=1e-5)
+    assert (tt.encoder.norm is None) == (not pre_norm) and (tt.decoder.norm is None) == (not pre_norm)
+    assert sum(p.numel() for p in tt.parameters()) == sum(
+        p.numel() for n, p in model.named_parameters() if n.startswith(("encoder.", "decoder.", "enc_norm.", "dec_norm.")))
 
 
 def test_post_ln_layers_equal_torch_layers():

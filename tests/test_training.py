@@ -27,6 +27,7 @@ from course_lib.training import (
     lm_batch,
     load_checkpoint,
     lr_at,
+    decayed_lr,
     make_optimizer,
     optimizer_step,
     save_checkpoint,
@@ -56,6 +57,28 @@ def test_lr_schedule():
     assert lr_at(100, 100, 1.0, 10, min_lr=0.0) == pytest.approx(0.0)
     lrs = [lr_at(s, 50, 1.0, 5) for s in range(5, 50)]
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # cosine part never increases
+
+
+def test_linear_decay_and_decayed_lr():
+    lin = [lr_at(s, 110, 2.0, warmup_steps=10, min_lr=0.0, decay="linear") for s in range(10, 111)]
+    assert lin[0] == pytest.approx(2.0) and lin[-1] == 0.0
+    assert all(a - b == pytest.approx(0.02) for a, b in zip(lin, lin[1:]))  # a constant step down
+    cos = [lr_at(s, 110, 2.0, warmup_steps=10, min_lr=0.0) for s in range(10, 111)]
+    assert all(c >= li - 1e-12 for c, li in zip(cos[:51], lin[:51]))  # cosine stays higher in the first half
+    assert decayed_lr(0.5, 1.0, 0.2, "linear") == pytest.approx(0.6) and decayed_lr(0.5, 1.0, 0.2) == pytest.approx(0.6)
+    assert decayed_lr(1.5, 1.0, 0.2) == pytest.approx(0.2) and decayed_lr(-1.0, 1.0, 0.2, "linear") == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="decay must be one of"):
+        decayed_lr(0.5, 1.0, 0.0, "exponential")
+    with pytest.raises(ValueError, match="decay must be one of"):
+        TrainConfig(decay="step")
+
+
+def test_train_follows_the_linear_decay():
+    model = GPT(GPTConfig(vocab_size=32, block_size=8, n_layer=1, n_head=2, d_model=16))
+    batches = lambda: lm_batch(_data(), 4, 8)  # noqa: E731
+    cfg = TrainConfig(max_steps=20, lr=1e-3, min_lr=0.0, warmup_steps=0, decay="linear", eval_every=0, progress=False)
+    hist = train(model, batches, cfg)
+    assert hist.lr == pytest.approx([1e-3 * (1 - s / 20) for s in range(20)])
 
 
 def test_lm_batch_seeded_and_shifted():
