@@ -30,9 +30,11 @@ def test_train_g2p_smoke(tmp_path: Path, norm: str, one_thread) -> None:
     results = _train_g2p().main([
         "--max-steps", "20", "--minutes", "5", "--layers", "1", "--d-model", "32", "--heads", "2", "--warmup", "5",
         "--norm", norm, "--label-smoothing", "0.1" if norm == "post" else "0", "--beam-words", "4",
+        "--decay", "linear" if norm == "post" else "cosine", "--final-lr", "0" if norm == "post" else "0.05",
         "--out", str(out), "--checkpoint", str(ck),
     ])
     assert results["steps"] == 20 and results["args"]["norm"] == norm
+    assert results["args"]["decay"] == ("linear" if norm == "post" else "cosine")
     saved = json.loads((out / "results.json").read_text())
     assert saved["steps"] == 20 and len(saved["history"]["val_wer"]) == 10  # an evaluation every 2 steps
     for key in ("greedy_test", "beam_test"):
@@ -46,6 +48,8 @@ def test_train_g2p_smoke(tmp_path: Path, norm: str, one_thread) -> None:
 def test_train_g2p_rejects_a_bad_option(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         _train_g2p().main(["--norm", "middle", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        _train_g2p().main(["--final-lr", "1.5", "--out", str(tmp_path)])
 
 
 def test_smoothed_loss_matches_the_plain_loss_and_the_formula() -> None:
