@@ -18,9 +18,10 @@ Writes data/runs/g2p_long/results.json (+ log.txt) and a checkpoint in data/chec
 
 Measured on the course's 2-core machine on 2026-12-01 (one run each unless noted; the machine's
 speed varied by up to 30% between runs, so the step counts differ):
-- this command, twice (the first time with the same settings given as options): 15,413 steps, test WER 26.0% greedy / 25.8% beam 4, PER 6.2%, BLEU 86.4, 28.1
-  minutes in all; then, on the machine in a slower spell, 13,421 steps, 26.7% / 26.6%, PER 6.3%,
-  BLEU 86.0, 28.6 minutes (its beam search alone took 90 s);
+- this command, twice (the first time with the same settings given as options): 15,413 steps,
+  test WER 26.0% greedy / 25.8% beam 4, PER 6.2%, BLEU 86.4, 28.1 minutes in all; then, on the
+  machine in a slower spell, 13,421 steps, 26.7% / 26.6%, PER 6.3%, BLEU 86.0, 28.6 minutes (its
+  beam search alone took 90 s);
 - the same with `--weight-decay 0.01` (the former value): 16,901 steps, 28.0% / 27.9%, PER 6.6%,
   27.9 minutes in all. Weight decay 0.1 was ahead from the first evaluations on (held-out loss 0.331
   against 0.368 after 5.4 minutes) although the machine gave it fewer steps;
