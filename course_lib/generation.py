@@ -230,14 +230,21 @@ def generate(
         raise ValueError(f"keep must be an int in [1, block_size={block}), got {keep!r}")
     out = idx
     start = max(0, out.size(1) - block)  # first token the model sees
-    cache = model.new_cache() if use_cache else None
+    # a GPT decodes with its GPTDecoder (same logits, fewer calls); other models with a KVCache per layer
+    fast = getattr(model, "fast_decoder", None)
+    fast = fast() if (use_cache and fast is not None) else None
+    cache = model.new_cache() if (use_cache and fast is None) else None
     done = torch.zeros(out.size(0), dtype=torch.bool, device=out.device)
     with _decoding(model), torch.inference_mode():  # inference_mode: no_grad with less bookkeeping
         for _ in range(max_new_tokens):
             if out.size(1) - start > block:  # context full: keep the last `keep` tokens
                 start = out.size(1) - keep
-                cache = model.new_cache() if use_cache else None
-            if cache is not None and cache[0].length > 0:
+                cache = model.new_cache() if cache is not None else None
+                if fast is not None:
+                    fast.reset()
+            if fast is not None:  # (B, V) logits of the last position
+                logits = fast(out[:, -1:] if fast.length else out[:, start:])[:, None]
+            elif cache is not None and cache[0].length > 0:
                 logits = _logits(model(out[:, -1:], cache=cache))  # only the newest token
             else:
                 logits = _logits(model(out[:, start:], cache=cache))  # (B, T, V)

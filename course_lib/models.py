@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.attention import KVCache, padding_mask
+from course_lib.attention import KVCache, MultiHeadAttention, causal_mask, padding_mask
 from course_lib.embeddings import LearnedPositionalEmbedding, TokenEmbedding, sinusoidal_positions
 from course_lib.layers import DecoderBlock, FeedForward, LayerNorm, RMSNorm, TransformerBlock, gelu, make_norm
 
@@ -43,6 +43,7 @@ __all__ = [
     "EncoderOutput",
     "GPTConfig",
     "GPT",
+    "GPTDecoder",
     "BertConfig",
     "BERT",
     "BertForMaskedLM",
@@ -302,6 +303,141 @@ class GPT(nn.Module):
         from course_lib.generation import generate
 
         return generate(self, idx, max_new_tokens, **kwargs)
+
+    def fast_decoder(self) -> "GPTDecoder | None":
+        """A `GPTDecoder` for this model, or None if the model has parts it does not cover.
+
+        It covers the GPT as built here with `fused=True`. Anything else gets None: a subclass (e.g.
+        MoEGPT), a swapped module (e.g. a LoRA layer), the from-scratch kernels of `fused=False`,
+        or a forward hook (the decoder calls no modules, so a hook would silently not run).
+        `course_lib.generation.generate` then uses `forward` with a `KVCache` per layer.
+        """
+        return GPTDecoder(self) if GPTDecoder.covers(self) else None
+
+
+class GPTDecoder:
+    """Cached decoding for a `GPT`: its forward pass for the newest tokens, written straight on its weights.
+
+    `GPT.forward(idx, cache=...)` is the version to read: modules, input checks, a `KVCache` per
+    layer. Decoding one token at a time, a small model spends most of that call on the calls
+    themselves (some 30 module calls and 150 small tensor operations per token for 4 layers), not
+    on arithmetic. This class does the same arithmetic with the same PyTorch kernels, in the
+    same order, and so gives the same logits, bit for bit on a CPU (see tests), while it
+    - calls no modules and checks the input once per call, not once per module;
+    - runs q, k and v as one stacked matrix product;
+    - keeps each layer's keys and values in one buffer of `block_size` positions (one copy per
+      step writes both) and makes the views of its first t positions once, not every step.
+    `course_lib.generation.generate` uses it when `model.fast_decoder()` gives one.
+
+    dec = GPTDecoder(model.eval()); logits = dec(prompt)  # (B, V): next-token logits
+    logits = dec(next_ids[:, None])  # one more token per row; dec.length counts the cached positions
+
+    The weights are read when the decoder is made (q, k, v are stacked then): make a new decoder
+    after training. Use it under `torch.no_grad()` with the model in eval mode.
+    """
+
+    NORM_KINDS: ClassVar[tuple[str, ...]] = ("layernorm", "rmsnorm")
+
+    @staticmethod
+    def covers(model: nn.Module) -> bool:
+        """True if `model` is a plain `GPT` with `fused=True` whose every module this class reproduces."""
+        if type(model) is not GPT or not model.config.fused or model.config.norm not in GPTDecoder.NORM_KINDS:
+            return False
+        from torch.nn.modules import module as torch_module
+
+        if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+            return False
+        if any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
+            return False
+        norm = _FastLayerNorm if model.config.norm == "layernorm" else _FastRMSNorm
+        for b in model.blocks:
+            a = b.attn
+            parts_ok = (
+                type(b) is TransformerBlock and b.pre_norm and type(a) is MultiHeadAttention and a.fused
+                and type(b.ffn) is _FastFeedForward and type(b.norm1) is norm and type(b.norm2) is norm
+            )
+            linears = (a.q_proj, a.k_proj, a.v_proj, a.out_proj, b.ffn.fc1, b.ffn.fc2) if parts_ok else ()
+            if not parts_ok or not all(type(lin) is nn.Linear for lin in linears):
+                return False
+        return (
+            type(model.norm_f) is norm and type(model.lm_head) is nn.Linear and type(model.tok_emb) is TokenEmbedding
+            and type(model.pos_emb) is LearnedPositionalEmbedding
+        )
+
+    def __init__(self, model: "GPT") -> None:
+        if not GPTDecoder.covers(model):
+            raise ValueError(
+                "GPTDecoder needs a plain GPT with fused=True, norm in ('layernorm', 'rmsnorm'), plain nn.Linear "
+                f"layers and no forward hooks; got {type(model).__name__} (use model.fast_decoder(), which "
+                "returns None for such models, or GPT.forward with a cache)"
+            )
+        c = model.config
+        self.model, self.config = model, c
+        self.n_head, self.head_dim = c.n_head, c.d_model // c.n_head
+        self.activation = c.activation
+        with torch.no_grad():
+            self.layers = []
+            for b in model.blocks:
+                a, f = b.attn, b.ffn
+                w_qkv = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])  # (3 d, d)
+                b_qkv = None if a.q_proj.bias is None else torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias])
+                self.layers.append((self._norm_fn(b.norm1), w_qkv, b_qkv, a.out_proj.weight, a.out_proj.bias,
+                                    self._norm_fn(b.norm2), f.fc1.weight, f.fc1.bias, f.fc2.weight, f.fc2.bias))
+        self.norm_f = self._norm_fn(model.norm_f)
+        self._kv: list[torch.Tensor] = []  # per layer (2, B, nh, block_size, hs): keys [0] and values [1]
+        self._views: list[list[tuple[torch.Tensor, torch.Tensor]]] = []  # per layer, t -> (keys, values)[:t]
+        self.length = 0  # cached positions
+
+    def _norm_fn(self, norm: nn.Module) -> Any:
+        """The norm module as a plain function of x, with the fused kernel the module itself uses."""
+        if self.config.norm == "layernorm":
+            return lambda x: F.layer_norm(x, (norm.d,), norm.weight, norm.bias, norm.eps)
+        return lambda x: F.rms_norm(x, (norm.d,), norm.weight, norm.eps)
+
+    def reset(self) -> None:
+        """Forget the cached positions (the buffers are kept and overwritten)."""
+        self.length = 0
+
+    def _buffers(self, batch: int) -> None:
+        """Allocate the key/value buffers for `batch` rows, and the views of their first t positions."""
+        c, like = self.config, self.model.pos_emb.weight
+        self._kv = [like.new_empty(2, batch, self.n_head, c.block_size, self.head_dim) for _ in self.layers]
+        self._views = [[(kv[0, :, :, :t], kv[1, :, :, :t]) for t in range(c.block_size + 1)] for kv in self._kv]
+
+    def __call__(self, idx: torch.Tensor) -> torch.Tensor:
+        """Feed idx (B, T) after the cached positions; returns the logits (B, V) at the last new position."""
+        c, past = self.config, self.length
+        _check_ids("idx", idx, c.vocab_size, c.block_size, past)
+        if idx.size(1) == 0:
+            raise ValueError(f"idx must hold at least one new token per row, got shape {tuple(idx.shape)}")
+        if self.model.training:
+            raise RuntimeError("GPTDecoder skips dropout: call model.eval() first")
+        B, T = idx.shape
+        if past == 0 and (not self._kv or self._kv[0].size(1) != B):
+            self._buffers(B)
+        elif past and B != self._kv[0].size(1):
+            raise ValueError(f"idx has {B} rows but the decoder caches {self._kv[0].size(1)}; call reset() for a new batch")
+        nh, hs, d = self.n_head, self.head_dim, c.d_model
+        # as MultiHeadAttention: is_causal when the new tokens are all there is, the offset mask after a cache
+        mask = causal_mask(T, past + T, device=idx.device) if T > 1 and past else None
+        x = F.embedding(idx, self.model.tok_emb.weight) + self.model.pos_emb.weight[past : past + T]  # (B, T, d)
+        for (norm1, w_qkv, b_qkv, w_o, b_o, norm2, w_1, b_1, w_2, b_2), kv, views in zip(self.layers, self._kv, self._views):
+            qkv = F.linear(norm1(x), w_qkv, b_qkv).view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
+            kv[:, :, :, past : past + T] = qkv[1:]  # this step's keys and values, in one copy
+            k, v = views[past + T]  # (B, nh, past + T, hs) each
+            a = F.scaled_dot_product_attention(qkv[0], k, v, attn_mask=mask, is_causal=T > 1 and not past)
+            x = x + F.linear(a.transpose(1, 2).contiguous().view(B, T, d), w_o, b_o)  # (B, T, d)
+            h = F.linear(norm2(x), w_1, b_1)
+            if self.activation == "gelu":
+                h = F.gelu(h)
+            elif self.activation == "relu":
+                h = torch.relu(h)
+            else:  # swiglu: [gate; up]
+                gate, up = h.chunk(2, dim=-1)
+                h = F.silu(gate) * up
+            x = x + F.linear(h, w_2, b_2)
+        self.length = past + T
+        return F.linear(self.norm_f(x), self.model.lm_head.weight, self.model.lm_head.bias)[:, -1]  # (B, V)
 
 
 # ============================================================================= BERT

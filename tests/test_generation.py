@@ -100,6 +100,29 @@ def test_generate_cache_equals_no_cache(gpt, kwargs):
     assert torch.equal(out[True][:, :3], prompt)
 
 
+@pytest.mark.parametrize("kwargs", [dict(greedy=True), dict(temperature=0.8, top_k=10)])
+def test_generate_without_the_gpt_decoder_gives_the_same_tokens(gpt, kwargs, monkeypatch):
+    """generate decodes a GPT with its GPTDecoder; a model without one uses forward with a KVCache per layer."""
+    from course_lib.models import GPTDecoder
+
+    calls = []
+    real_call = GPTDecoder.__call__
+    monkeypatch.setattr(GPTDecoder, "__call__", lambda self, idx: calls.append(idx.shape) or real_call(self, idx))
+    prompt, n = torch.tensor([[1, 2, 3], [4, 5, 6]]), 40
+    fast = generate(gpt, prompt, n, use_cache=True, generator=torch.Generator().manual_seed(5), **kwargs)
+    assert len(calls) == n and calls[0] == (2, 3) and calls[1] == (2, 1)  # the prompt, then one token a step
+    monkeypatch.setattr(type(gpt), "fast_decoder", lambda self: None)
+    calls.clear()
+    hooked = []  # a forward hook runs on the KVCache path (the reason a hooked model gets no GPTDecoder)
+    handle = gpt.blocks[0].register_forward_hook(lambda mod, args, out: hooked.append(args[0].shape[1]))
+    try:
+        plain = generate(gpt, prompt, n, use_cache=True, generator=torch.Generator().manual_seed(5), **kwargs)
+    finally:
+        handle.remove()
+    assert not calls and len(hooked) == n and hooked[:2] == [3, 1]
+    assert torch.equal(fast, plain)
+
+
 def test_generate_keep_and_eos(gpt):
     prompt = torch.tensor([[1, 2]])
     a = generate(gpt, prompt, 30, greedy=True, keep=15, use_cache=True)  # slide by one (nanoGPT)

@@ -17,6 +17,7 @@ from course_lib.models import (
     EncoderDecoderConfig,
     GPT,
     GPTConfig,
+    GPTDecoder,
     ModelOutput,
     count_parameters,
 )
@@ -115,6 +116,78 @@ def test_gpt_overfits_one_batch():
     x = torch.randint(0, 32, (4, 16), generator=g)
     y = torch.randint(0, 32, (4, 16), generator=g)
     assert _overfit(model, (x, y), steps=200) < 0.05
+
+
+# ----------------------------------------------------------------------------- GPTDecoder
+@pytest.mark.parametrize(
+    "kw", [dict(), dict(norm="rmsnorm"), dict(activation="relu"), dict(activation="swiglu", bias=False), dict(tie_weights=False)]
+)
+def test_gpt_decoder_gives_the_logits_of_forward_with_a_cache(kw):
+    model = _tiny_gpt(seed=2, **kw).eval()
+    decoder, cache = model.fast_decoder(), model.new_cache()
+    assert isinstance(decoder, GPTDecoder)
+    ids = torch.randint(0, 32, (3, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        # a prompt, single tokens, several tokens after a cache (the offset causal mask), up to the full context
+        for a, b in [(0, 5), (5, 6), (6, 7), (7, 12), (12, 13), (13, 16)]:
+            want = model(ids[:, a:b], cache=cache).logits[:, -1]  # (B, V)
+            got = decoder(ids[:, a:b])
+            assert got.shape == (3, 32) and decoder.length == b == cache[0].length
+            assert torch.equal(got, want)  # same kernels in the same order: the same bits on this CPU
+        decoder.reset()  # a new sequence, in the same buffers
+        assert decoder.length == 0
+        assert torch.equal(decoder(ids[:, :4]), model(ids[:, :4]).logits[:, -1])
+
+
+def test_fast_decoder_only_for_models_it_reproduces():
+    from course_lib.moe import MoEGPT, MoEGPTConfig
+
+    assert _tiny_gpt(fused=False).fast_decoder() is None  # the from-scratch kernels give other bits
+    torch.manual_seed(0)
+    assert MoEGPT(MoEGPTConfig.preset("tiny")).fast_decoder() is None
+    swapped = _tiny_gpt()
+
+    class MyLinear(torch.nn.Linear):
+        pass
+
+    swapped.blocks[1].ffn.fc2 = MyLinear(swapped.blocks[1].ffn.fc2.in_features, 32)  # e.g. a LoRA wrapper
+    assert swapped.fast_decoder() is None
+    hooked = _tiny_gpt()
+    handle = hooked.blocks[0].attn.register_forward_hook(lambda *args: None)
+    assert hooked.fast_decoder() is None  # the decoder would skip the hook
+    handle.remove()
+    assert hooked.fast_decoder() is not None
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda *args: None)
+    try:
+        assert hooked.fast_decoder() is None
+    finally:
+        handle.remove()
+    with pytest.raises(ValueError, match="plain GPT with fused=True"):
+        GPTDecoder(_tiny_gpt(fused=False))
+
+
+def test_gpt_decoder_bad_input():
+    model = _tiny_gpt().eval()
+    decoder = model.fast_decoder()
+    with pytest.raises(ValueError, match=r"vocab_size=32.*max 32"):
+        decoder(torch.tensor([[1, 32]]))
+    with pytest.raises(TypeError, match="integer"):
+        decoder(torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="at least one new token"):
+        decoder(torch.zeros(1, 0, dtype=torch.long))
+    with torch.no_grad():
+        decoder(torch.zeros(2, 10, dtype=torch.long))
+        with pytest.raises(ValueError, match=r"10 cached = 17, longer than the model's context of 16"):
+            decoder(torch.zeros(2, 7, dtype=torch.long))
+        with pytest.raises(ValueError, match="decoder caches 2; call reset"):
+            decoder(torch.zeros(3, 1, dtype=torch.long))
+        assert decoder.length == 10  # refused calls change nothing
+        model.train()
+        with pytest.raises(RuntimeError, match="model.eval"):
+            decoder(torch.zeros(2, 1, dtype=torch.long))
+        model.eval()
+        decoder.reset()
+        assert decoder(torch.zeros(3, 2, dtype=torch.long)).shape == (3, 32)  # a new batch size after reset
 
 
 # ----------------------------------------------------------------------------- BERT
