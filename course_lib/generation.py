@@ -4,7 +4,8 @@ What is here:
 - filters on a (B, V) row of logits: `apply_temperature`, `top_k_filter`, `top_p_filter`;
 - `sample_next`: greedy (argmax) or sampling after those filters;
 - `generate`: autoregressive decoding for a decoder-only model (our `GPT`), with or without a
-  key/value cache; both give exactly the same tokens (see tests), the cache is just faster;
+  key/value cache; both give exactly the same tokens (see tests), the cache is just faster
+  (for a GPT the cache is its `GPTDecoder`; `fast=False` uses `model(ids, cache=...)`);
 - `seq2seq_generate`: the same for an encoder-decoder model (our `EncoderDecoder`);
 - `beam_search`: keep the `beam_size` best partial sequences, with a length penalty
   (works for both kinds of model).
@@ -209,6 +210,7 @@ def generate(
     generator: torch.Generator | None = None,
     eos_id: int | None = None,
     keep: int | None = None,
+    fast: bool = True,
 ) -> torch.Tensor:
     """Extend the prompt `idx` (B, T) by `max_new_tokens` tokens; returns (B, T + new).
 
@@ -216,6 +218,9 @@ def generate(
     takes the last position's logits and picks a token with `sample_next`. With `eos_id`, stops
     once every row has produced it (later tokens of a finished row are `eos_id`).
     `keep`: tokens kept when the context overflows (see the module docstring).
+    `fast`: with the cache, decode a GPT with its `GPTDecoder` (`model.fast_decoder()`: the same
+    logits with far fewer calls); False, or a model without one, runs `model(ids, cache=...)` with a
+    `KVCache` per layer. Both give the same tokens.
 
     >>> # out = generate(model, torch.tensor([[0]]), 100, top_k=10)
 
@@ -231,19 +236,21 @@ def generate(
     out = idx
     start = max(0, out.size(1) - block)  # first token the model sees
     # a GPT decodes with its GPTDecoder (same logits, fewer calls); other models with a KVCache per layer
-    fast = getattr(model, "fast_decoder", None)
-    fast = fast() if (use_cache and fast is not None) else None
-    cache = model.new_cache() if (use_cache and fast is None) else None
+    if not isinstance(fast, bool):
+        raise TypeError(f"fast must be True or False, got {fast!r}")
+    make_decoder = getattr(model, "fast_decoder", None) if (use_cache and fast) else None
+    decoder = make_decoder() if make_decoder is not None else None
+    cache = model.new_cache() if (use_cache and decoder is None) else None
     done = torch.zeros(out.size(0), dtype=torch.bool, device=out.device)
     with _decoding(model), torch.inference_mode():  # inference_mode: no_grad with less bookkeeping
         for _ in range(max_new_tokens):
             if out.size(1) - start > block:  # context full: keep the last `keep` tokens
                 start = out.size(1) - keep
                 cache = model.new_cache() if cache is not None else None
-                if fast is not None:
-                    fast.reset()
-            if fast is not None:  # (B, V) logits of the last position
-                logits = fast(out[:, -1:] if fast.length else out[:, start:])[:, None]
+                if decoder is not None:
+                    decoder.reset()
+            if decoder is not None:  # (B, V) logits of the last position
+                logits = decoder(out[:, -1:] if decoder.length else out[:, start:])[:, None]
             elif cache is not None and cache[0].length > 0:
                 logits = _logits(model(out[:, -1:], cache=cache))  # only the newest token
             else:

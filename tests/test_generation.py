@@ -102,7 +102,7 @@ def test_generate_cache_equals_no_cache(gpt, kwargs):
 
 @pytest.mark.parametrize("kwargs", [dict(greedy=True), dict(temperature=0.8, top_k=10)])
 def test_generate_without_the_gpt_decoder_gives_the_same_tokens(gpt, kwargs, monkeypatch):
-    """generate decodes a GPT with its GPTDecoder; a model without one uses forward with a KVCache per layer."""
+    """generate decodes a GPT with its GPTDecoder; fast=False or a hooked model uses forward with a KVCache."""
     from course_lib.models import GPTDecoder
 
     calls = []
@@ -111,16 +111,19 @@ def test_generate_without_the_gpt_decoder_gives_the_same_tokens(gpt, kwargs, mon
     prompt, n = torch.tensor([[1, 2, 3], [4, 5, 6]]), 40
     fast = generate(gpt, prompt, n, use_cache=True, generator=torch.Generator().manual_seed(5), **kwargs)
     assert len(calls) == n and calls[0] == (2, 3) and calls[1] == (2, 1)  # the prompt, then one token a step
-    monkeypatch.setattr(type(gpt), "fast_decoder", lambda self: None)
     calls.clear()
     hooked = []  # a forward hook runs on the KVCache path (the reason a hooked model gets no GPTDecoder)
     handle = gpt.blocks[0].register_forward_hook(lambda mod, args, out: hooked.append(args[0].shape[1]))
     try:
-        plain = generate(gpt, prompt, n, use_cache=True, generator=torch.Generator().manual_seed(5), **kwargs)
+        hooked_out = generate(gpt, prompt, n, generator=torch.Generator().manual_seed(5), **kwargs)
     finally:
         handle.remove()
     assert not calls and len(hooked) == n and hooked[:2] == [3, 1]
-    assert torch.equal(fast, plain)
+    plain = generate(gpt, prompt, n, fast=False, generator=torch.Generator().manual_seed(5), **kwargs)
+    assert not calls  # fast=False: forward with a KVCache, no GPTDecoder
+    assert torch.equal(fast, hooked_out) and torch.equal(fast, plain)
+    with pytest.raises(TypeError, match="fast must be True or False"):
+        generate(gpt, prompt, 2, fast="yes")
 
 
 def test_generate_keep_and_eos(gpt):
