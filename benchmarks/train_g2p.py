@@ -64,7 +64,7 @@ from course_lib.pronunciation import (  # noqa: E402
     references, source_vocab, target_vocab,
 )
 from course_lib.models import count_parameters  # noqa: E402
-from course_lib.training import compute_loss, decayed_lr, make_optimizer, optimizer_step, save_checkpoint  # noqa: E402
+from course_lib.training import DECAYS, compute_loss, decayed_lr, make_optimizer, optimizer_step, save_checkpoint  # noqa: E402
 from course_lib.utils import set_seed  # noqa: E402
 
 
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     ap.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (of the weight matrices and embeddings)")
     ap.add_argument("--warmup", type=int, default=200, help="warm-up steps")
-    ap.add_argument("--decay", choices=("cosine", "linear"), default="linear",
+    ap.add_argument("--decay", choices=DECAYS, default="linear",
                     help="shape of the learning-rate decay after the warm-up, over the time (or step) budget")
     ap.add_argument("--final-lr", type=float, default=0.0,
                     help="learning rate at the end of the decay, as a fraction of the peak (0 = decay to zero)")

@@ -336,7 +336,7 @@ class GPTDecoder:
     logits = dec(next_ids[:, None])  # one more token per row; dec.length counts the cached positions
 
     The weights are read when the decoder is made (q, k, v are stacked then): make a new decoder
-    after training. Use it under `torch.no_grad()` with the model in eval mode.
+    after training or moving the model. The model must be in eval mode; no gradients are kept.
     """
 
     NORM_KINDS: ClassVar[tuple[str, ...]] = ("layernorm", "rmsnorm")
@@ -407,6 +407,7 @@ class GPTDecoder:
         self._kv = [like.new_empty(2, batch, self.n_head, c.block_size, self.head_dim) for _ in self.layers]
         self._views = [[(kv[0, :, :, :t], kv[1, :, :, :t]) for t in range(c.block_size + 1)] for kv in self._kv]
 
+    @torch.no_grad()
     def __call__(self, idx: torch.Tensor) -> torch.Tensor:
         """Feed idx (B, T) after the cached positions; returns the logits (B, V) at the last new position."""
         c, past = self.config, self.length

@@ -137,6 +137,8 @@ def test_gpt_decoder_gives_the_logits_of_forward_with_a_cache(kw):
         decoder.reset()  # a new sequence, in the same buffers
         assert decoder.length == 0
         assert torch.equal(decoder(ids[:, :4]), model(ids[:, :4]).logits[:, -1])
+    out = decoder(ids[:, 4:5])  # outside no_grad too: the decoder keeps no gradients
+    assert not out.requires_grad and out.shape == (3, 32) and decoder.length == 5
 
 
 def test_fast_decoder_only_for_models_it_reproduces():
