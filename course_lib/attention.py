@@ -351,14 +351,16 @@ class MultiHeadAttention(nn.Module):
         cannot change, and off at the end: a stacked copy kept longer would miss later weight updates.
         Only plain nn.Linear projections are stacked (a LoRA wrapper keeps its own forward).
         """
+        plain = all(type(lin) is nn.Linear for lin in (self.q_proj, self.k_proj, self.v_proj))
+        self._decoding_qkv = self._stacked_qkv() if on and plain else None
+
+    @torch.no_grad()
+    def _stacked_qkv(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """q_proj, k_proj, v_proj stacked: weight (3 d_model, d_model) and bias (3 d_model,) or None (a copy)."""
         lins = (self.q_proj, self.k_proj, self.v_proj)
-        if not on or not all(type(lin) is nn.Linear for lin in lins):
-            self._decoding_qkv = None
-            return
-        with torch.no_grad():
-            w = torch.cat([lin.weight for lin in lins])  # (3 d_model, d_model)
-            b = None if self.q_proj.bias is None else torch.cat([lin.bias for lin in lins])
-        self._decoding_qkv = (w, b)
+        w = torch.cat([lin.weight for lin in lins])  # (3 d_model, d_model)
+        b = None if self.q_proj.bias is None else torch.cat([lin.bias for lin in lins])
+        return w, b
 
     def _check_input(self, name: str, x: torch.Tensor) -> None:
         _check_tensor(name, x)

@@ -69,15 +69,17 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_last_dim("x", x, self.d_model, "d_model")
-        h = self.fc1(x)  # (B, T, d_ff) or (B, T, 2*d_ff)
-        if self.activation == "gelu":
-            h = gelu(h)
-        elif self.activation == "relu":
-            h = torch.relu(h)
-        else:
-            gate, up = h.chunk(2, dim=-1)  # (B, T, d_ff) each
-            h = F.silu(gate) * up
+        h = self._activate(self.fc1(x))  # fc1: (B, T, d_ff) or (B, T, 2*d_ff)
         return self.dropout(self.fc2(h))  # (B, T, d_model)
+
+    def _activate(self, h: torch.Tensor) -> torch.Tensor:
+        """The activation between fc1 and fc2: (..., d_ff) or, for swiglu, (..., 2*d_ff) -> (..., d_ff)."""
+        if self.activation == "gelu":
+            return gelu(h)
+        if self.activation == "relu":
+            return torch.relu(h)
+        gate, up = h.chunk(2, dim=-1)  # (..., d_ff) each
+        return F.silu(gate) * up
 
     def extra_repr(self) -> str:
         return f"activation={self.activation!r}"

@@ -182,6 +182,9 @@ class _FastFeedForward(FeedForward):
         h = self.fc2(F.gelu(self.fc1(x)))  # exact (erf) GELU, as layers.gelu
         return self.dropout(h) if self.training else h
 
+    def _activate(self, h: torch.Tensor) -> torch.Tensor:
+        return F.gelu(h) if self.activation == "gelu" else super()._activate(h)
+
 
 def use_fast_kernels(model: nn.Module) -> nn.Module:
     """Run the from-scratch LayerNorm / RMSNorm / GELU of `course_lib.layers` with PyTorch's fused kernels.
@@ -377,25 +380,17 @@ class GPTDecoder:
         c = model.config
         self.model, self.config = model, c
         self.n_head, self.head_dim = c.n_head, c.d_model // c.n_head
-        self.activation = c.activation
-        with torch.no_grad():
-            self.layers = []
-            for b in model.blocks:
-                a, f = b.attn, b.ffn
-                w_qkv = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])  # (3 d, d)
-                b_qkv = None if a.q_proj.bias is None else torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias])
-                self.layers.append((self._norm_fn(b.norm1), w_qkv, b_qkv, a.out_proj.weight, a.out_proj.bias,
-                                    self._norm_fn(b.norm2), f.fc1.weight, f.fc1.bias, f.fc2.weight, f.fc2.bias))
-        self.norm_f = self._norm_fn(model.norm_f)
+        # per block: the norms' and the activation's own functions (`forward` skips the module call), the
+        # stacked q/k/v (weight (3 d, d), bias) and the other weights
+        self.layers = [
+            (b.norm1.forward, *b.attn._stacked_qkv(), b.attn.out_proj.weight, b.attn.out_proj.bias,
+             b.norm2.forward, b.ffn.fc1.weight, b.ffn.fc1.bias, b.ffn._activate, b.ffn.fc2.weight, b.ffn.fc2.bias)
+            for b in model.blocks
+        ]
+        self.norm_f = model.norm_f.forward
         self._kv: list[torch.Tensor] = []  # per layer (2, B, nh, block_size, hs): keys [0] and values [1]
         self._views: list[list[tuple[torch.Tensor, torch.Tensor]]] = []  # per layer, t -> (keys, values)[:t]
         self.length = 0  # cached positions
-
-    def _norm_fn(self, norm: nn.Module) -> Any:
-        """The norm module as a plain function of x, with the fused kernel the module itself uses."""
-        if self.config.norm == "layernorm":
-            return lambda x: F.layer_norm(x, (norm.d,), norm.weight, norm.bias, norm.eps)
-        return lambda x: F.rms_norm(x, (norm.d,), norm.weight, norm.eps)
 
     def reset(self) -> None:
         """Forget the cached positions (the buffers are kept and overwritten)."""
@@ -425,21 +420,13 @@ class GPTDecoder:
         # as MultiHeadAttention: is_causal when the new tokens are all there is, the offset mask after a cache
         mask = causal_mask(T, past + T, device=idx.device) if T > 1 and past else None
         x = F.embedding(idx, self.model.tok_emb.weight) + self.model.pos_emb.weight[past : past + T]  # (B, T, d)
-        for (norm1, w_qkv, b_qkv, w_o, b_o, norm2, w_1, b_1, w_2, b_2), kv, views in zip(self.layers, self._kv, self._views):
+        for (norm1, w_qkv, b_qkv, w_o, b_o, norm2, w_1, b_1, act, w_2, b_2), kv, views in zip(self.layers, self._kv, self._views):
             qkv = F.linear(norm1(x), w_qkv, b_qkv).view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
             kv[:, :, :, past : past + T] = qkv[1:]  # this step's keys and values, in one copy
             k, v = views[past + T]  # (B, nh, past + T, hs) each
             a = F.scaled_dot_product_attention(qkv[0], k, v, attn_mask=mask, is_causal=T > 1 and not past)
             x = x + F.linear(a.transpose(1, 2).contiguous().view(B, T, d), w_o, b_o)  # (B, T, d)
-            h = F.linear(norm2(x), w_1, b_1)
-            if self.activation == "gelu":
-                h = F.gelu(h)
-            elif self.activation == "relu":
-                h = torch.relu(h)
-            else:  # swiglu: [gate; up]
-                gate, up = h.chunk(2, dim=-1)
-                h = F.silu(gate) * up
-            x = x + F.linear(h, w_2, b_2)
+            x = x + F.linear(act(F.linear(norm2(x), w_1, b_1)), w_2, b_2)
         self.length = past + T
         return F.linear(self.norm_f(x), self.model.lm_head.weight, self.model.lm_head.bias)[:, -1]  # (B, V)
 
