@@ -8,15 +8,17 @@ What it does:
 - `KVCache`: keys and values of the tokens seen so far, for fast step-by-step decoding.
 - `MultiHeadAttention`: self- and cross-attention with `n_heads` heads, a fast path through
   `torch.nn.functional.scaled_dot_product_attention` and a from-scratch path that also returns
-  the attention weights.
+  the attention weights. With `n_kv_heads < n_heads` it is grouped-query attention (Llama 2/3,
+  SmolLM2): each key/value head serves n_heads / n_kv_heads query heads (`repeat_kv`), and the
+  KV cache holds only the n_kv_heads heads. n_kv_heads = 1 is multi-query attention.
 
 Fully masked rows (a query that may attend to nothing) give an output of zeros and weights of
 zeros, never NaN; PyTorch >= 2.5 does the same.
 
-Leaves out: rotary positions (pass a `rotary` function, see `course_lib.embeddings`), grouped-query
-attention, sliding windows, flash-attention kernels written by hand.
+Leaves out: rotary positions (pass a `rotary` function, see `course_lib.embeddings`), sliding
+windows, flash-attention kernels written by hand.
 
-See notebook 03.
+See notebook 03 (and notebook 13 for grouped-query attention).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "combine_masks",
     "KVCache",
     "MultiHeadAttention",
+    "repeat_kv",
 ]
 
 Rotary = Callable[[torch.Tensor, torch.Tensor, int], "tuple[torch.Tensor, torch.Tensor]"]
@@ -305,20 +308,60 @@ class KVCache:
 
 
 # ----------------------------------------------------------------------------- multi-head
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """Repeat each key/value head n_rep times along dim 1: (B, n_kv, T, hs) -> (B, n_kv * n_rep, T, hs).
+
+    Grouped-query attention: query head h uses key/value head h // n_rep, so heads [k0, k1] with
+    n_rep=2 become [k0, k0, k1, k1] (the order of Hugging Face's `repeat_kv`, not [k0, k1, k0, k1]).
+    >>> repeat_kv(torch.tensor([[[[0.]], [[1.]]]]), 2).flatten().tolist()
+    [0.0, 0.0, 1.0, 1.0]
+    See notebook 13.
+    """
+    _check_tensor("x", x)
+    if x.ndim != 4:
+        raise ValueError(f"x must have shape (B, n_kv_heads, T, head_dim), got shape {tuple(x.shape)}")
+    if not isinstance(n_rep, int) or isinstance(n_rep, bool) or n_rep < 1:
+        raise ValueError(f"n_rep must be an int >= 1, got {n_rep!r}")
+    if n_rep == 1:
+        return x
+    B, n_kv, T, hs = x.shape
+    return x[:, :, None].expand(B, n_kv, n_rep, T, hs).reshape(B, n_kv * n_rep, T, hs)
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head self- or cross-attention with projections q_proj, k_proj, v_proj, out_proj.
 
     forward(x (B, T, d_model)) -> (out (B, T, d_model), weights (B, nh, T_q, T_k) or None).
     `fused=True` runs PyTorch's fast kernel unless weights are asked for; `fused=False` always
     runs the from-scratch `scaled_dot_product_attention`.
+    `n_kv_heads` (default n_heads) < n_heads makes it grouped-query attention: k_proj and v_proj
+    give n_kv_heads heads of head_dim, each shared by n_heads / n_kv_heads query heads, and a KV
+    cache stores n_kv_heads / n_heads of the keys and values of the multi-head version.
     >>> mha = MultiHeadAttention(8, 2); out, w = mha(torch.zeros(1, 3, 8)); out.shape
     torch.Size([1, 3, 8])
+    >>> MultiHeadAttention(8, 4, n_kv_heads=2).k_proj  # 2 key heads of width 2
+    Linear(in_features=8, out_features=4, bias=True)
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True, fused: bool = True) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        fused: bool = True,
+        n_kv_heads: int | None = None,
+    ) -> None:
         super().__init__()
         if not isinstance(d_model, int) or not isinstance(n_heads, int) or d_model <= 0 or n_heads <= 0:
             raise ValueError(f"d_model and n_heads must be positive ints, got d_model={d_model!r}, n_heads={n_heads!r}")
+        n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        if not isinstance(n_kv_heads, int) or isinstance(n_kv_heads, bool) or n_kv_heads <= 0 or n_heads % n_kv_heads:
+            raise ValueError(
+                f"n_kv_heads must be a positive int that divides n_heads={n_heads} (each key/value head serves "
+                f"n_heads / n_kv_heads query heads), got n_kv_heads={n_kv_heads!r}; "
+                f"e.g. one of {[h for h in range(1, n_heads + 1) if n_heads % h == 0]}"
+            )
         if d_model % n_heads != 0:
             raise ValueError(
                 f"d_model must be divisible by n_heads: got d_model={d_model}, n_heads={n_heads} "
@@ -328,23 +371,26 @@ class MultiHeadAttention(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.d_model, self.n_heads, self.head_dim = d_model, n_heads, d_model // n_heads
+        self.n_kv_heads = n_kv_heads
         self.dropout, self.fused = dropout, fused
+        d_kv = n_kv_heads * self.head_dim  # = d_model for multi-head attention
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(d_model, d_kv, bias=bias)
+        self.v_proj = nn.Linear(d_model, d_kv, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, n_heads={self.n_heads}, head_dim={self.head_dim}, fused={self.fused}"
+        kv = f", n_kv_heads={self.n_kv_heads}" if self.n_kv_heads != self.n_heads else ""
+        return f"d_model={self.d_model}, n_heads={self.n_heads}{kv}, head_dim={self.head_dim}, fused={self.fused}"
 
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
+    def _split(self, x: torch.Tensor, n_heads: int | None = None) -> torch.Tensor:
         B, T, _ = x.shape
-        return x.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
+        return x.view(B, T, n_heads or self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
 
     _decoding_qkv: tuple[torch.Tensor, torch.Tensor | None] | None = None  # set only while decoding
 
     def pack_qkv(self, on: bool = True) -> None:
-        """Decoding speed-up: stack q_proj, k_proj, v_proj into one (3 d_model, d_model) matrix, so that
+        """Decoding speed-up: stack q_proj, k_proj, v_proj into one (d_model + 2 d_kv, d_model) matrix, so that
         self-attention runs one matrix multiply instead of three (same numbers); `on=False` drops it.
 
         `course_lib.generation` turns it on for the length of one generate call, when the weights
@@ -356,7 +402,7 @@ class MultiHeadAttention(nn.Module):
 
     @torch.no_grad()
     def _stacked_qkv(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """q_proj, k_proj, v_proj stacked: weight (3 d_model, d_model) and bias (3 d_model,) or None (a copy)."""
+        """q_proj, k_proj, v_proj stacked: weight (d_model + 2 d_kv, d_model) and bias or None (a copy); d_kv = d_model for MHA."""
         lins = (self.q_proj, self.k_proj, self.v_proj)
         w = torch.cat([lin.weight for lin in lins])  # (3 d_model, d_model)
         b = None if self.q_proj.bias is None else torch.cat([lin.bias for lin in lins])
@@ -397,15 +443,18 @@ class MultiHeadAttention(nn.Module):
                     f"got {tuple(context.shape)}"
                 )
         B, T_q, _ = x.shape
-        past = 0
+        past, n_kv = 0, self.n_kv_heads
         if context is None:
             if self._decoding_qkv is None:
                 q = self._split(self.q_proj(x))  # (B, nh, T_q, hs)
-                k = self._split(self.k_proj(x))
-                v = self._split(self.v_proj(x))
-            else:  # stacked projections (see pack_qkv): one matrix multiply, then cut in three
+                k = self._split(self.k_proj(x), n_kv)  # (B, n_kv, T_q, hs)
+                v = self._split(self.v_proj(x), n_kv)
+            elif n_kv == self.n_heads:  # stacked projections (see pack_qkv): one matrix multiply, then cut in three
                 qkv = F.linear(x, *self._decoding_qkv).view(B, T_q, 3, self.n_heads, self.head_dim)
                 q, k, v = qkv.permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T_q, hs)
+            else:  # grouped-query: the stacked rows are d_model + d_kv + d_kv
+                qkv = F.linear(x, *self._decoding_qkv).view(B, T_q, self.n_heads + 2 * n_kv, self.head_dim)
+                q, k, v = qkv.transpose(1, 2).split([self.n_heads, n_kv, n_kv], dim=1)  # (B, nh | n_kv, T_q, hs)
             past = cache.length if cache is not None else 0
             if rotary is not None:
                 q, k = rotary(q, k, past)
@@ -417,11 +466,14 @@ class MultiHeadAttention(nn.Module):
                 assert cache.k is not None and cache.v is not None
                 k, v = cache.k, cache.v  # cross-attention: the memory does not change
             else:
-                k = self._split(self.k_proj(context))  # (B, nh, T_k, hs)
-                v = self._split(self.v_proj(context))
+                k = self._split(self.k_proj(context), n_kv)  # (B, n_kv, T_k, hs)
+                v = self._split(self.v_proj(context), n_kv)
                 if cache is not None:
                     cache.update(k, v)
         T_k = k.shape[-2]
+        gqa = n_kv != self.n_heads  # each key/value head serves n_heads / n_kv query heads
+        if gqa and not (self.fused and not return_weights):  # the fused kernel shares the heads itself (enable_gqa)
+            k, v = repeat_kv(k, self.n_heads // n_kv), repeat_kv(v, self.n_heads // n_kv)  # (B, nh, T_k, hs)
 
         if mask is not None:
             _check_tensor("mask", mask)
@@ -439,12 +491,12 @@ class MultiHeadAttention(nn.Module):
 
         if self.fused and not return_weights:
             if causal is not None and mask is None and T_q == T_k:
-                out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+                out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True, enable_gqa=gqa)
             else:
                 m = combine_masks(mask, causal, dtype=q.dtype)
                 if m is not None and m.is_floating_point():
                     m = m.to(q.dtype)
-                out = F.scaled_dot_product_attention(q, k, v, attn_mask=m, dropout_p=p)
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=m, dropout_p=p, enable_gqa=gqa)
                 if m is not None:  # zeros for fully masked rows, whatever the PyTorch version
                     dead = (~m if m.dtype == torch.bool else torch.isneginf(m)).all(dim=-1, keepdim=True)
                     if bool(dead.any()):
@@ -461,6 +513,11 @@ class MultiHeadAttention(nn.Module):
     @torch.no_grad()
     def load_from_torch(self, mha: nn.MultiheadAttention) -> "MultiHeadAttention":
         """Copy the weights of a `torch.nn.MultiheadAttention` (same width, heads, bias) into this module."""
+        if self.n_kv_heads != self.n_heads:
+            raise ValueError(
+                f"nn.MultiheadAttention has one key/value head per query head; this module is grouped-query "
+                f"(n_kv_heads={self.n_kv_heads}, n_heads={self.n_heads}) and cannot take its weights"
+            )
         if mha.embed_dim != self.d_model or mha.num_heads != self.n_heads:
             raise ValueError(
                 f"expected nn.MultiheadAttention(embed_dim={self.d_model}, num_heads={self.n_heads}), "

@@ -41,6 +41,7 @@ __all__ = [
     "top_p_filter",
     "sample_next",
     "generate",
+    "stream",
     "seq2seq_generate",
     "beam_search",
 ]
@@ -197,7 +198,6 @@ def _reorder(cache: Any, index: torch.Tensor) -> None:
 
 
 # ----------------------------------------------------------------------------- decoder-only
-@torch.no_grad()
 def generate(
     model: torch.nn.Module,
     idx: torch.Tensor,
@@ -226,6 +226,52 @@ def generate(
 
     See notebook 06.
     """
+    out = idx
+    for out in _steps(model, idx, max_new_tokens, temperature, top_k, top_p, greedy, use_cache, generator, eos_id, keep, fast):
+        pass
+    return out.clone()  # a normal tensor again (inference tensors cannot enter autograd)
+
+
+def stream(
+    model: torch.nn.Module,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    greedy: bool = False,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+    eos_id: int | None = None,
+    keep: int | None = None,
+    fast: bool = True,
+) -> Iterator[torch.Tensor]:
+    """`generate`, one step at a time: yields each new token (B,) as soon as it is chosen (for a chat that types).
+
+    The same tokens as `generate` with the same arguments and generator (tested).
+    >>> # for t in stream(model, prompt, 50, eos_id=eos): print(tok.decode([int(t[0])]), end="")
+    See notebook 13.
+    """
+    for out in _steps(model, idx, max_new_tokens, temperature, top_k, top_p, greedy, use_cache, generator, eos_id, keep, fast):
+        yield out[:, -1].clone()
+
+
+@torch.inference_mode()  # as a decorator it is on only while a step runs, not while the caller holds a yield
+def _steps(
+    model: torch.nn.Module,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    greedy: bool,
+    use_cache: bool,
+    generator: torch.Generator | None,
+    eos_id: int | None,
+    keep: int | None,
+    fast: bool,
+) -> Iterator[torch.Tensor]:
+    """The decoding loop of `generate` and `stream`: yields the sequence (B, T + i) after each new token."""
     idx = _check_ids("idx", idx)
     _check_count("max_new_tokens", max_new_tokens)
     check_sampling_args(temperature, top_k, top_p)
@@ -242,7 +288,7 @@ def generate(
     decoder = make_decoder() if make_decoder is not None else None
     cache = model.new_cache() if (use_cache and decoder is None) else None
     done = torch.zeros(out.size(0), dtype=torch.bool, device=out.device)
-    with _decoding(model), torch.inference_mode():  # inference_mode: no_grad with less bookkeeping
+    with _decoding(model):  # eval mode and stacked q/k/v until the last step (or until the caller drops a stream)
         for _ in range(max_new_tokens):
             if out.size(1) - start > block:  # context full: keep the last `keep` tokens
                 start = out.size(1) - keep
@@ -256,9 +302,9 @@ def generate(
             else:
                 logits = _logits(model(out[:, start:], cache=cache))  # (B, T, V)
             out, finished = _append_next(out, logits, done, eos_id, temperature, top_k, top_p, greedy, generator)
+            yield out
             if finished:
                 break
-    return out.clone()  # a normal tensor again (inference tensors cannot enter autograd)
 
 
 # ----------------------------------------------------------------------------- encoder-decoder

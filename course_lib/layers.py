@@ -147,7 +147,8 @@ class TransformerBlock(nn.Module):
 
     pre-LN (pre_norm=True, GPT-2/Llama):  x = x + drop(attn(norm1(x)));  x = x + drop(ffn(norm2(x)))
     post-LN (pre_norm=False, BERT):       x = norm1(x + drop(attn(x)));  x = norm2(x + drop(ffn(x)))
-    forward returns (x, attention weights (B, nh, T, T) or None).
+    forward returns (x, attention weights (B, nh, T, T) or None). n_kv_heads < n_heads: grouped-query
+    attention (see `course_lib.attention.MultiHeadAttention`); RMSNorm + SwiGLU + no bias is Llama's block.
     >>> y, _ = TransformerBlock(8, 2, 32)(torch.zeros(1, 3, 8)); y.shape
     torch.Size([1, 3, 8])
     """
@@ -164,10 +165,11 @@ class TransformerBlock(nn.Module):
         bias: bool = True,
         eps: float = 1e-5,
         fused: bool = True,
+        n_kv_heads: int | None = None,
     ) -> None:
         super().__init__()
         self.pre_norm = pre_norm
-        self.attn = MultiHeadAttention(d_model, n_heads, dropout=dropout, bias=bias, fused=fused)
+        self.attn = MultiHeadAttention(d_model, n_heads, dropout=dropout, bias=bias, fused=fused, n_kv_heads=n_kv_heads)
         self.ffn = FeedForward(d_model, d_ff, activation=activation, dropout=0.0, bias=bias)
         self.norm1 = make_norm(norm, d_model, eps=eps, bias=bias)
         self.norm2 = make_norm(norm, d_model, eps=eps, bias=bias)
