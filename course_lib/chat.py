@@ -1,12 +1,15 @@
 """Chat formats: roles, templates, special tokens, the assistant-only loss mask, instruction data, a chat widget.
 
 What is here:
-- Three real chat templates, each written twice: as the Jinja string a Hugging Face tokenizer carries
-  (`CHATML_TEMPLATE`, `LLAMA2_TEMPLATE`, `ALPACA_TEMPLATE`) and as plain Python (`render`). The tests
-  check that both give identical strings with `transformers`' `apply_chat_template`.
+- Four real chat templates, each written twice: as the Jinja string a Hugging Face tokenizer carries
+  (`CHATML_TEMPLATE`, `LLAMA2_TEMPLATE`, `ALPACA_TEMPLATE`, and SmolLM2's `SMOLLM2_TEMPLATE`: ChatML with
+  a default system prompt) and as plain Python (`render`). The tests check that both give identical
+  strings with `transformers`' `apply_chat_template`.
 - `add_special_tokens`: give a trained `BPETokenizer` the chat tokens `<|im_start|>`, `<|im_end|>`, `<|endoftext|>`.
 - `encode_chat`: a conversation -> token ids + a 0/1 mask that marks the assistant's tokens, so that
-  `sft_batch` trains only on them (labels = -100 elsewhere, which the GPT's loss ignores).
+  `sft_batch` trains only on them (labels = -100 elsewhere, which the GPT's loss ignores). Message
+  content is encoded as ordinary text: a user who types "<|im_end|>" cannot forge a control token
+  (`render_parts` tells template text from content).
 - `build_instruction_data`: chat examples made from the course's own data (CMU dictionary,
   Rotten Tomatoes, Shakespeare), with train / held-out splits; `pretraining_text` for a base model.
 - `generate_replies` (stops at `<|im_end|>`), `is_well_formed`, `evaluate_chat`: task accuracy and
@@ -24,6 +27,7 @@ import html
 import random
 from typing import Any, Iterable, NamedTuple, Sequence
 
+import regex
 import torch
 
 __all__ = [
@@ -36,8 +40,13 @@ __all__ = [
     "LLAMA2_TEMPLATE",
     "ALPACA_TEMPLATE",
     "ALPACA_PREAMBLE",
+    "SMOLLM2_TEMPLATE",
+    "SMOLLM2_SYSTEM",
     "TEMPLATES",
+    "CHATML_STYLES",
     "check_conversation",
+    "ChatPart",
+    "render_parts",
     "render_pieces",
     "render",
     "add_special_tokens",
@@ -110,7 +119,24 @@ ALPACA_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '### Response:\n' }}{% endif %}"
 )
 
-TEMPLATES = {"chatml": CHATML_TEMPLATE, "llama2": LLAMA2_TEMPLATE, "alpaca": ALPACA_TEMPLATE}
+#: SmolLM2-Instruct's default system prompt, used when the conversation does not start with a system message.
+SMOLLM2_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+
+#: SmolLM2-Instruct's template, exactly as its GGUF file's `tokenizer.chat_template`: ChatML, plus the
+#: default system message when the first message is not a system message.
+SMOLLM2_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\n" + SMOLLM2_SYSTEM + "<|im_end|>\n' }}"
+    "{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+TEMPLATES = {"chatml": CHATML_TEMPLATE, "llama2": LLAMA2_TEMPLATE, "alpaca": ALPACA_TEMPLATE, "smollm2": SMOLLM2_TEMPLATE}
+#: The styles whose turns end with `<|im_end|>` (what `generate_replies` stops at).
+CHATML_STYLES = ("chatml", "smollm2")
 
 
 # ----------------------------------------------------------------------------- the Python renderer
@@ -130,6 +156,87 @@ def check_conversation(messages: Any) -> list[dict]:
     return list(messages)
 
 
+class ChatPart(NamedTuple):
+    """A stretch of a rendered conversation: its text, whether it belongs to an assistant turn (trained on),
+    and whether it is message content (the caller's text) rather than text the template writes."""
+
+    text: str
+    assistant: bool
+    content: bool
+
+
+_Piece = tuple[list[tuple[str, bool]], bool]  # ([(text, is_content), ...], written_by_the_assistant)
+
+
+def _strip_parts(parts: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    """`"".join(texts).strip()`, done part by part so that each part keeps its kind."""
+    parts = list(parts)
+    for order in (range(len(parts)), range(len(parts) - 1, -1, -1)):
+        for i in order:
+            text, kind = parts[i]
+            text = text.lstrip() if order.step == 1 else text.rstrip()
+            parts[i] = (text, kind)
+            if text:
+                break
+    return [(t, k) for t, k in parts if t]
+
+
+def _render(messages: Sequence[dict], style: str, add_generation_prompt: bool, bos_token: str, eos_token: str) -> list[_Piece]:
+    """The one Python version of every template: pieces made of template text (False) and content (True)."""
+    messages = check_conversation(messages)
+    if style not in TEMPLATES:
+        raise ValueError(f"style must be one of {sorted(TEMPLATES)}, got {style!r}")
+
+    def tpl(text: str) -> tuple[str, bool]:
+        return (text, False)
+
+    def content(text: str) -> tuple[str, bool]:
+        return (text, True)
+
+    out: list[_Piece] = []
+    if style in ("chatml", "smollm2"):
+        if style == "smollm2" and messages[0]["role"] != "system":
+            out += [([tpl(IM_START + "system\n")], False), ([tpl(SMOLLM2_SYSTEM + IM_END)], False), ([tpl("\n")], False)]
+        for m in messages:
+            out += [
+                ([tpl(IM_START + m["role"] + "\n")], False),
+                ([content(m["content"]), tpl(IM_END)], m["role"] == "assistant"),
+                ([tpl("\n")], False),
+            ]
+        if add_generation_prompt:
+            out.append(([tpl(IM_START + "assistant\n")], False))
+    elif style == "llama2":
+        system = messages[0]["content"] if messages[0]["role"] == "system" else None
+        turns = messages[1:] if system is not None else messages
+        for i, m in enumerate(turns):
+            if (m["role"] == "user") != (i % 2 == 0):
+                raise ValueError(
+                    f"Conversation roles must alternate user/assistant/user/assistant/... (turn {i} is {m['role']!r})"
+                )
+            parts = [content(m["content"])]
+            if i == 0 and system is not None:
+                parts = [tpl("<<SYS>>\n"), content(system), tpl("\n<</SYS>>\n\n")] + parts
+            parts = _strip_parts(parts)  # the template strips the whole of it
+            if m["role"] == "user":
+                out.append(([tpl(bos_token + "[INST] ")] + parts + [tpl(" [/INST]")], False))
+            else:
+                out += [([tpl(" ")], False), (parts + [tpl(" " + eos_token)], True)]
+        # Llama-2 has no explicit generation prompt: the model answers right after [/INST].
+    else:  # alpaca
+        if messages[0]["role"] != "system":
+            out.append(([tpl(ALPACA_PREAMBLE + "\n\n")], False))
+        for m in messages:
+            if m["role"] == "system":
+                out.append(([content(m["content"]), tpl("\n\n")], False))
+            elif m["role"] == "user":
+                out.append(([tpl("### Instruction:\n"), content(m["content"]), tpl("\n\n")], False))
+            else:
+                out += [([tpl("### Response:\n")], False), ([content(m["content"]), tpl(eos_token)], True), ([tpl("\n\n")], False)]
+        if add_generation_prompt:
+            out.append(([tpl("### Response:\n")], False))
+    return out
+
+
 def render_pieces(
     messages: Sequence[dict],
     style: str = "chatml",
@@ -143,44 +250,25 @@ def render_pieces(
     [('<|im_start|>user\\n', False), ('hi<|im_end|>', False), ('\\n', False), ('<|im_start|>assistant\\n', False), ('yo<|im_end|>', True), ('\\n', False)]
     See notebook 10.
     """
-    messages = check_conversation(messages)
-    if style not in TEMPLATES:
-        raise ValueError(f"style must be one of {sorted(TEMPLATES)}, got {style!r}")
-    out: list[tuple[str, bool]] = []
-    if style == "chatml":
-        for m in messages:
-            out += [(IM_START + m["role"] + "\n", False), (m["content"] + IM_END, m["role"] == "assistant"), ("\n", False)]
-        if add_generation_prompt:
-            out.append((IM_START + "assistant\n", False))
-    elif style == "llama2":
-        system = messages[0]["content"] if messages[0]["role"] == "system" else None
-        turns = messages[1:] if system is not None else messages
-        for i, m in enumerate(turns):
-            if (m["role"] == "user") != (i % 2 == 0):
-                raise ValueError(
-                    f"Conversation roles must alternate user/assistant/user/assistant/... (turn {i} is {m['role']!r})"
-                )
-            content = m["content"]
-            if i == 0 and system is not None:
-                content = "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + content
-            if m["role"] == "user":
-                out.append((bos_token + "[INST] " + content.strip() + " [/INST]", False))
-            else:
-                out += [(" ", False), (content.strip() + " " + eos_token, True)]
-        # Llama-2 has no explicit generation prompt: the model answers right after [/INST].
-    else:  # alpaca
-        if messages[0]["role"] != "system":
-            out.append((ALPACA_PREAMBLE + "\n\n", False))
-        for m in messages:
-            if m["role"] == "system":
-                out.append((m["content"] + "\n\n", False))
-            elif m["role"] == "user":
-                out.append(("### Instruction:\n" + m["content"] + "\n\n", False))
-            else:
-                out += [("### Response:\n", False), (m["content"] + eos_token, True), ("\n\n", False)]
-        if add_generation_prompt:
-            out.append(("### Response:\n", False))
-    return out
+    pieces = _render(messages, style, add_generation_prompt, bos_token, eos_token)
+    return [("".join(t for t, _ in parts), assistant) for parts, assistant in pieces]
+
+
+def render_parts(
+    messages: Sequence[dict],
+    style: str = "chatml",
+    add_generation_prompt: bool = False,
+    bos_token: str = "<s>",
+    eos_token: str = "</s>",
+) -> list[ChatPart]:
+    """Like `render_pieces`, finer: each part is template text or message content, never both.
+
+    `encode_chat` encodes content as ordinary text and looks up special tokens only in the template's text.
+    >>> [tuple(p) for p in render_parts([{"role": "assistant", "content": "yo"}])]
+    [('<|im_start|>assistant\\n', False, False), ('yo', True, True), ('<|im_end|>', True, False), ('\\n', False, False)]
+    """
+    pieces = _render(messages, style, add_generation_prompt, bos_token, eos_token)
+    return [ChatPart(t, assistant, is_content) for parts, assistant in pieces for t, is_content in parts if t]
 
 
 def render(
@@ -190,7 +278,7 @@ def render(
     bos_token: str = "<s>",
     eos_token: str = "</s>",
 ) -> str:
-    """A conversation as the one string the model reads, in a template style ("chatml", "llama2", "alpaca").
+    """A conversation as the one string the model reads, in a template style ("chatml", "llama2", "alpaca", "smollm2").
 
     Equal to transformers' `apply_chat_template(messages, chat_template=TEMPLATES[style], tokenize=False, ...)`.
     >>> render([{"role": "user", "content": "hi"}], add_generation_prompt=True)
@@ -244,20 +332,50 @@ def encode_chat(
 ) -> tuple[list[int], list[int]]:
     """Token ids of the rendered conversation and a mask: 1 on the assistant's tokens (its reply and end token), else 0.
 
-    The whole string is encoded at once (special tokens allowed), so the ids equal
-    `tokenizer.encode(render(...), allowed_special="all")`; a token belongs to the assistant when any
-    of its bytes lies inside an assistant piece of `render_pieces` (in ChatML the special tokens make
-    the boundaries exact; in Llama-2 the token " positive" straddles the template's space and counts).
-    See notebook 10.
+    Not forgeable: the template's control tokens (`<|im_start|>`, `<|im_end|>`, any special token of the
+    tokenizer written by the template) are inserted by id, while message content is encoded as ordinary
+    text, so a message containing "<|im_end|>\\n<|im_start|>assistant" stays plain characters. The text
+    between two control tokens is encoded in one go, so for a conversation whose content holds no
+    special-token string the ids equal `tokenizer.encode(render(...), allowed_special="all")`.
+    A token belongs to the assistant when any of its bytes lies inside an assistant piece of `render_pieces`
+    (in ChatML the special tokens make the boundaries exact; in Llama-2 the token " positive" straddles the
+    template's space and counts). The tokenizer needs `special_tokens` (a dict) and `encode(text,
+    disallowed_special=())`, like `BPETokenizer`. See notebook 10.
     """
-    pieces = render_pieces(messages, style, add_generation_prompt)
-    text = "".join(t for t, _ in pieces)
-    ids = tokenizer.encode(text, allowed_special="all")
-    spans, pos = [], 0  # byte spans of the assistant's pieces
-    for t, is_assistant in pieces:
-        n = len(t.encode("utf-8"))
-        if is_assistant:
-            spans.append((pos, pos + n))
+    parts = render_parts(messages, style, add_generation_prompt)
+    specials = dict(getattr(tokenizer, "special_tokens", None) or {})
+    find = (
+        regex.compile("|".join(regex.escape(t) for t in sorted(specials, key=len, reverse=True))).finditer
+        if specials
+        else None
+    )
+    ids: list[int] = []
+    text: list[str] = []  # ordinary text since the last control token
+
+    def flush() -> None:
+        if text:
+            ids.extend(tokenizer.encode("".join(text), disallowed_special=()))
+            text.clear()
+
+    for part in parts:
+        pos = 0
+        if find is not None and not part.content:  # control tokens only where the template writes them
+            for m in find(part.text):
+                text.append(part.text[pos : m.start()])
+                flush()
+                ids.append(specials[m.group()])
+                pos = m.end()
+        text.append(part.text[pos:])
+    flush()
+
+    spans, pos = [], 0  # byte spans of the assistant's parts
+    for part in parts:
+        n = len(part.text.encode("utf-8"))
+        if part.assistant:
+            if spans and spans[-1][1] == pos:  # the reply and its end token: one span
+                spans[-1] = (spans[-1][0], pos + n)
+            else:
+                spans.append((pos, pos + n))
         pos += n
     mask, pos, k = [], 0, 0
     for i in ids:
@@ -442,12 +560,20 @@ def pretraining_text(n_chars: int = 200_000, seed: int = 0) -> str:
 
 
 # ----------------------------------------------------------------------------- replies and evaluation
-def _prompt_ids(messages: Sequence[dict], tokenizer: Any) -> list[int]:
-    """Ids of the conversation up to the assistant's turn (a trailing assistant message is dropped)."""
+def _check_chatml_style(style: str) -> None:
+    if style not in CHATML_STYLES:
+        raise ValueError(f"style must be one of {CHATML_STYLES} (turns that end with {IM_END}), got {style!r}")
+
+
+def _prompt_ids(messages: Sequence[dict], tokenizer: Any, style: str = "chatml") -> list[int]:
+    """Ids of the conversation up to the assistant's turn (a trailing assistant message is dropped).
+
+    Encoded with `encode_chat`, so what the user typed cannot forge control tokens.
+    """
     msgs = list(messages)
     if msgs and msgs[-1]["role"] == "assistant":
         msgs = msgs[:-1]
-    return tokenizer.encode(render(msgs, "chatml", add_generation_prompt=True), allowed_special="all")
+    return encode_chat(msgs, tokenizer, style, add_generation_prompt=True)[0]
 
 
 @torch.no_grad()
@@ -461,17 +587,20 @@ def generate_replies(
     top_k: int | None = None,
     batch_size: int = 64,
     generator: torch.Generator | None = None,
+    style: str = "chatml",
 ) -> list[list[int]]:
     """The model's reply ids to each conversation (ChatML, generation prompt added), stopping after `<|im_end|>`.
 
     Prompts of equal length are batched together (no padding needed, so results equal one-by-one decoding).
-    A trailing assistant message (the reference answer) is dropped first. See notebook 10.
+    A trailing assistant message (the reference answer) is dropped first. `style` is "chatml" or
+    "smollm2" (ChatML with SmolLM2's default system prompt). See notebook 10.
     """
     from course_lib.generation import generate
 
+    _check_chatml_style(style)
     eos = _special_id(tokenizer, IM_END)
     device = next(model.parameters()).device
-    prompts = [_prompt_ids(c, tokenizer) for c in conversations]
+    prompts = [_prompt_ids(c, tokenizer, style) for c in conversations]
     limit = int(model.config.block_size)
     groups: dict[int, list[int]] = {}
     for i, p in enumerate(prompts):
@@ -564,13 +693,16 @@ def evaluate_chat(
 class ChatSession:
     """A conversation with a model: `send(text)` appends the user turn, generates and appends the reply.
 
-    `last_prompt_ids` holds the exact token ids the model received for the last reply. See notebook 10.
+    `last_prompt_ids` holds the exact token ids the model received for the last reply; `style` is "chatml"
+    or "smollm2". See notebook 10.
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, system: str | None = None,
-                 max_new_tokens: int = 48, greedy: bool = True, temperature: float = 1.0, seed: int = 0) -> None:
+                 max_new_tokens: int = 48, greedy: bool = True, temperature: float = 1.0, seed: int = 0,
+                 style: str = "chatml") -> None:
+        _check_chatml_style(style)
         _special_id(tokenizer, IM_END)
-        self.model, self.tokenizer = model, tokenizer
+        self.model, self.tokenizer, self.style = model, tokenizer, style
         self.system, self.max_new_tokens, self.greedy, self.temperature = system, max_new_tokens, greedy, temperature
         self.generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
         self.reset()
@@ -586,7 +718,7 @@ class ChatSession:
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"text must be a non-empty str, got {text!r}")
         self.messages.append({"role": "user", "content": text})
-        self.last_prompt_ids = _prompt_ids(self.messages, self.tokenizer)
+        self.last_prompt_ids = _prompt_ids(self.messages, self.tokenizer, self.style)
         room = int(self.model.config.block_size) - len(self.last_prompt_ids)
         if room < 1:
             self.messages.pop()
@@ -594,7 +726,7 @@ class ChatSession:
                              f"{self.model.config.block_size}: press Reset to start over")
         (self.last_reply_ids,) = generate_replies(
             self.model, self.tokenizer, [self.messages], min(self.max_new_tokens, room),
-            greedy=self.greedy, temperature=self.temperature, generator=self.generator,
+            greedy=self.greedy, temperature=self.temperature, generator=self.generator, style=self.style,
         )
         reply = reply_text(self.last_reply_ids, self.tokenizer)
         self.messages.append({"role": "assistant", "content": reply})

@@ -8,6 +8,8 @@ What is here:
   tiktoken's `allowed_special` / `disallowed_special`, save / load in a versioned plain-text format,
   and `BPETokenizer.from_tiktoken("cl100k_base")`, which loads GPT-4's merges into this class so that
   it encodes exactly like tiktoken.
+- `BPETokenizer.from_gguf_metadata(metadata)`: the byte-level BPE a GGUF file describes (SmolLM2's),
+  spelled in GPT-2's byte alphabet (`bytes_to_unicode`); gives the ids of Hugging Face's tokenizer for it.
 - `WordPieceTokenizer`: uncased-BERT normalisation, punctuation splitting and greedy
   longest-match-first WordPiece; loads MiniLM's `vocab.txt` and gives the same ids as Hugging Face's
   fast BERT tokenizer.
@@ -40,7 +42,7 @@ import unicodedata
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Collection, Iterable, Literal
+from typing import Any, Callable, Collection, Iterable, Literal, Mapping
 
 import regex
 
@@ -57,6 +59,8 @@ __all__ = [
     "BPETokenizer",
     "WordPieceTokenizer",
     "bpe_from_tiktoken",
+    "bytes_to_unicode",
+    "unicode_to_bytes",
     "recover_merges",
     "minilm_wordpiece",
     "render_token",
@@ -96,6 +100,8 @@ TIKTOKEN_SPECIAL_TOKENS = {
     "o200k_base": {"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
 }
 _TIKTOKEN_PATTERNS = {"cl100k_base": GPT4_SPLIT_PATTERN, "o200k_base": GPT4O_SPLIT_PATTERN}
+#: GGUF `tokenizer.ggml.pre` values that Hugging Face splits with GPT-2's regex (its ByteLevel pre-tokenizer).
+_GGUF_GPT2_REGEX_PRE = frozenset({"default", "gpt2", "smollm"})
 
 
 def _resolve_pattern(pattern: str | None) -> str | None:
@@ -133,6 +139,37 @@ def render_token(token: bytes) -> str:
     """
     text = token.decode("utf-8", errors="backslashreplace")
     return "".join(ch if unicodedata.category(ch)[0] != "C" else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's table from each of the 256 bytes to one printable character; `unicode_to_bytes` is its inverse.
+
+    Why it exists: a byte-level BPE's tokens are arbitrary bytes (a space, a newline, a control character,
+    half of a UTF-8 character), but GPT-2's `vocab.json` / `merges.txt`, and GGUF's `tokenizer.ggml.tokens` /
+    `tokenizer.ggml.merges`, store them as text, and a merge as the two tokens joined by one space. So every
+    byte is written as a visible character that is never a space: the 188 printable Latin-1 characters
+    ('!'..'~', '¡'..'¬', '®'..'ÿ') stand for their own byte, and the other 68 bytes (control characters,
+    space, no-break space, soft hyphen) get U+0100, U+0101, ... in byte order. Hence 'Ġ' (U+0120) is the
+    space byte 32 and 'Ċ' (U+010A) the newline: the token "Ġthe" is the bytes b" the".
+
+    >>> t = bytes_to_unicode(); t[32], t[10], t[ord("a")]
+    ('Ġ', 'Ċ', 'a')
+    >>> bytes(unicode_to_bytes()[c] for c in "ĠhelloĊ")
+    b' hello\\n'
+    """
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table = {b: chr(b) for b in printable}
+    n = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + n)
+            n += 1
+    return dict(sorted(table.items()))
+
+
+def unicode_to_bytes() -> dict[str, int]:
+    """The inverse of `bytes_to_unicode`: GPT-2's printable character -> the byte it stands for."""
+    return {c: b for b, c in bytes_to_unicode().items()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -271,7 +308,9 @@ def merge(ids: list[int], pair: tuple[int, int], idx: int) -> list[int]:
 
 
 _FORMAT_HEADER = "course_lib BPETokenizer"
-_FORMAT_VERSION = 1
+#: v1: every byte has an id. v2 (written only when needed): a byte may have none, written "-".
+_FORMAT_VERSION = 2
+_FORMAT_VERSIONS_READ = ("1", "2")
 _INF = float("inf")
 
 
@@ -280,7 +319,10 @@ class BPETokenizer:
 
     `merges` maps a pair of ids to the id it becomes; a merge's priority is its new id (lower = earlier),
     so merges must be listed with increasing new ids. `byte_ids[b]` is the id of the single byte `b`
-    (the identity for tokenizers trained here; a permutation for GPT-4's).
+    (the identity for tokenizers trained here; a permutation for GPT-4's), or None when the vocabulary
+    has no token for that byte: SmolLM2's lacks 21 bytes (0xC0, 0xC1, 0xF5-0xFF never occur in UTF-8; the
+    others never occurred in its training data). Such a byte is dropped when encoding, as Hugging Face's
+    BPE does when it has no unknown token, so `decode(encode(s)) == s` fails only for text that contains one.
 
     >>> tok = BPETokenizer.train("aaabdaaabac", vocab_size=259, pattern=None)
     >>> tok.merges
@@ -296,15 +338,22 @@ class BPETokenizer:
         merges: dict[tuple[int, int], int] | None = None,
         special_tokens: dict[str, int] | None = None,
         pattern: str | None = "gpt4",
-        byte_ids: list[int] | None = None,
+        byte_ids: list[int | None] | None = None,
     ) -> None:
         self.pattern: str | None = _resolve_pattern(pattern)
         self._re = regex.compile(self.pattern) if self.pattern else None
-        self.byte_ids: list[int] = list(range(256)) if byte_ids is None else [int(i) for i in byte_ids]
-        if len(self.byte_ids) != 256 or len(set(self.byte_ids)) != 256:
-            raise ValueError(f"byte_ids must be 256 distinct ids, got {len(self.byte_ids)} ({len(set(self.byte_ids))} distinct)")
+        self.byte_ids: list[int | None] = (
+            list(range(256)) if byte_ids is None else [None if i is None else int(i) for i in byte_ids]
+        )
+        present = [i for i in self.byte_ids if i is not None]
+        if len(self.byte_ids) != 256 or len(set(present)) != len(present):
+            raise ValueError(
+                f"byte_ids must be 256 entries (an id, or None for a byte without a token) with distinct ids, "
+                f"got {len(self.byte_ids)} entries ({len(set(present))} distinct ids)"
+            )
+        self._bytes_missing = len(present) < 256
         self.merges: dict[tuple[int, int], int] = {}
-        self.vocab: dict[int, bytes] = {i: bytes([b]) for b, i in enumerate(self.byte_ids)}
+        self.vocab: dict[int, bytes] = {i: bytes([b]) for b, i in enumerate(self.byte_ids) if i is not None}
         last = -1
         for (a, b), idx in (merges or {}).items():
             if a not in self.vocab or b not in self.vocab:
@@ -469,6 +518,8 @@ class BPETokenizer:
             return cached
         byte_ids = self.byte_ids
         ids = [byte_ids[b] for b in chunk.encode("utf-8")]
+        if self._bytes_missing:  # bytes without a token are dropped (Hugging Face's BPE without unk_token)
+            ids = [i for i in ids if i is not None]
         merges_get = self.merges.get
         while len(ids) >= 2:
             # the pair with the lowest new id (= earliest merge) among adjacent pairs
@@ -590,15 +641,137 @@ class BPETokenizer:
         merges, byte_ids = recover_merges(ranks)
         return cls(merges, special_tokens or {}, pattern=pattern, byte_ids=byte_ids)
 
+    # --- a GGUF file's tokenizer ----------------------------------------------------------------
+    @classmethod
+    def from_gguf_metadata(cls, metadata: Mapping[str, Any], pattern: str | None = None) -> "BPETokenizer":
+        """The byte-level BPE described by a GGUF file's metadata (e.g. SmolLM2's), as a `BPETokenizer`.
+
+        `metadata` is the dict of plain values a GGUF reader gives (`course_lib.gguf.GGUFFile(path).metadata`).
+        It needs `tokenizer.ggml.model == "gpt2"`, `tokenizer.ggml.tokens` (strings in GPT-2's byte alphabet,
+        see `bytes_to_unicode`) and `tokenizer.ggml.merges` ("a b", best first); `tokenizer.ggml.token_type`
+        marks the control tokens (3) and user-defined ones (4), which become this tokenizer's special
+        tokens under their own ids. The result gives the ids of Hugging Face's tokenizer for the same file
+        (`AutoTokenizer.from_pretrained(folder, gguf_file=name)`), which applies the merges like this:
+
+        - a merge's priority is its position in the list; its result is the token `a + b`, whose id is
+          looked up in the vocabulary (so priority and id differ: SmolLM2's first merge "Ġ t" makes id 252).
+          A merge naming a token that is not in the vocabulary is an error, as in Hugging Face.
+        - This class ranks merges by their new id, which is equivalent when ids grow with the merge order.
+          SmolLM2's do: its 48,900 merges make exactly the 48,900 tokens after its 17 special tokens and
+          235 single bytes, in order (the vocabulary has no token for 21 of the 256 bytes; see the class).
+          A file whose ids do not follow its merge order raises ValueError.
+
+        `pattern` defaults to GPT-2's split regex, which Hugging Face uses for `tokenizer.ggml.pre` values
+        "smollm", "gpt2" and "default". (llama.cpp also splits digits one by one for "smollm"; SmolLM2's
+        vocabulary has no token with two digits or a space before a digit, so that changes nothing.)
+
+        >>> # tok = BPETokenizer.from_gguf_metadata(GGUFFile(data.smollm2_gguf_path()).metadata)
+        >>> # tok.encode("Hello world")  ->  [19556, 905]
+        """
+        if not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a dict of GGUF metadata, got {type(metadata).__name__}")
+        model = metadata.get("tokenizer.ggml.model")
+        if model != "gpt2":
+            what = {"llama": " (a SentencePiece tokenizer, which this course does not implement)"}.get(str(model), "")
+            raise ValueError(
+                f"expected a byte-level BPE tokenizer, tokenizer.ggml.model = 'gpt2'; found tokenizer.ggml.model = "
+                f"{model!r}{what}"
+            )
+        for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges"):
+            if not isinstance(metadata.get(key), (list, tuple)):
+                raise ValueError(f"the metadata has no list {key!r}, which a byte-level BPE tokenizer needs")
+        pre = metadata.get("tokenizer.ggml.pre", "default")
+        if pattern is None:
+            if pre not in _GGUF_GPT2_REGEX_PRE:
+                raise ValueError(
+                    f"tokenizer.ggml.pre = {pre!r}: expected one of {sorted(_GGUF_GPT2_REGEX_PRE)}, which split text with "
+                    f"GPT-2's regex; for another pre-tokenizer pass its regex as pattern="
+                )
+            pattern = "gpt2"
+        tokens = list(metadata["tokenizer.ggml.tokens"])
+        types = list(metadata.get("tokenizer.ggml.token_type") or [1] * len(tokens))
+        if len(types) != len(tokens):
+            raise ValueError(f"tokenizer.ggml.token_type has {len(types)} entries for {len(tokens)} tokens")
+
+        b2u = bytes_to_unicode()
+        alphabet = set(b2u.values())
+        special: dict[str, int] = {}
+        ids: dict[str, int] = {}  # the vocabulary, spelled in GPT-2's byte alphabet
+        for i, (t, kind) in enumerate(zip(tokens, types)):
+            if not isinstance(t, str):
+                raise ValueError(f"tokenizer.ggml.tokens[{i}] is not a string: {t!r:.60}")
+            spelled = set(t) <= alphabet
+            if kind in (3, 4) and spelled:  # control / user-defined (Hugging Face: control tokens spelled in the alphabet)
+                special[t] = i
+            # like Hugging Face: a token written outside the byte alphabet is respelled from its UTF-8 bytes
+            ids[t if spelled else "".join(b2u[b] for b in t.encode("utf-8"))] = i
+        special_ids = set(special.values())
+        byte_ids: list[int | None] = []
+        for b in range(256):
+            i = ids.get(b2u[b])
+            byte_ids.append(None if i is None or i in special_ids else i)
+
+        # merges: priority = position in the list (a repeated pair keeps its last position, as in Hugging Face)
+        last_rank: dict[tuple[int, int], int] = {}
+        result: dict[tuple[int, int], int] = {}
+        for r, m in enumerate(metadata["tokenizer.ggml.merges"]):
+            parts = m.split(" ") if isinstance(m, str) else []
+            if len(parts) != 2:
+                raise ValueError(f"tokenizer.ggml.merges[{r}] = {m!r:.60}: expected two tokens separated by one space")
+            a, b = parts
+            for t in (a, b, a + b):
+                if t not in ids:
+                    raise ValueError(
+                        f"tokenizer.ggml.merges[{r}] = {m!r} names the token {t!r}, which is not in tokenizer.ggml.tokens"
+                    )
+            pair = (ids[a], ids[b])
+            last_rank[pair] = r
+            result[pair] = ids[a + b]
+        merges: dict[tuple[int, int], int] = {}
+        made_by: dict[int, tuple[int, int]] = {}
+        prev = -1
+        for pair in sorted(last_rank, key=last_rank.__getitem__):
+            new = result[pair]
+            if new in made_by:
+                raise ValueError(
+                    f"tokens {tokens[made_by[new][0]]!r}+{tokens[made_by[new][1]]!r} and {tokens[pair[0]]!r}+{tokens[pair[1]]!r} "
+                    f"both make the token {tokens[new]!r}; this course's BPETokenizer needs one merge per token"
+                )
+            if new <= prev:
+                raise ValueError(
+                    f"merge {last_rank[pair]} ({tokens[pair[0]]!r} {tokens[pair[1]]!r}) makes id {new}, below the id {prev} "
+                    f"made by an earlier merge: this BPETokenizer ranks merges by their new id, so it needs ids that "
+                    f"follow the merge order"
+                )
+            merges[pair] = new
+            made_by[new] = pair
+            prev = new
+        covered = special_ids | set(made_by) | {i for i in byte_ids if i is not None}
+        orphans = [i for i in range(len(tokens)) if i not in covered]
+        if orphans:
+            raise ValueError(
+                f"{len(orphans)} tokens are neither a single byte, nor made by a merge, nor special (first: id "
+                f"{orphans[0]} = {tokens[orphans[0]]!r}); a BPETokenizer cannot hold them"
+            )
+        try:
+            return cls(merges, special, pattern=pattern, byte_ids=byte_ids)
+        except ValueError as exc:
+            raise ValueError(f"the GGUF tokenizer is inconsistent: {exc}") from None
+
     # --- save / load -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the tokenizer as versioned plain text (pattern, byte ids, special tokens, merges)."""
+        """Write the tokenizer as versioned plain text (pattern, byte ids, special tokens, merges).
+
+        Version 1 unless some byte has no token (then version 2, where such a byte is written "-").
+        """
         import json
 
         path = Path(path)
-        lines = [f"{_FORMAT_HEADER} v{_FORMAT_VERSION}", "pattern " + json.dumps(self.pattern)]
+        version = 2 if self._bytes_missing else 1  # the oldest version that can hold it, so v1 readers keep working
+        lines = [f"{_FORMAT_HEADER} v{version}", "pattern " + json.dumps(self.pattern)]
         identity = self.byte_ids == list(range(256))
-        lines.append("byte_ids identity" if identity else "byte_ids " + " ".join(map(str, self.byte_ids)))
+        ids = " ".join("-" if i is None else str(i) for i in self.byte_ids)
+        lines.append("byte_ids identity" if identity else "byte_ids " + ids)
         lines.append(f"special {len(self.special_tokens)}")
         lines += [f"{i} {json.dumps(s)}" for s, i in self.special_tokens.items()]
         lines.append(f"merges {len(self.merges)}")
@@ -631,10 +804,12 @@ class BPETokenizer:
 
         head = line()
         if not head.startswith(_FORMAT_HEADER + " v"):
-            raise fail(f"expected the header {_FORMAT_HEADER + ' v' + str(_FORMAT_VERSION)!r}, got {head[:60]!r}")
+            raise fail(f"expected the header {_FORMAT_HEADER + ' v1'!r} (or v{_FORMAT_VERSION}), got {head[:60]!r}")
         version = head[len(_FORMAT_HEADER) + 2 :]
-        if version != str(_FORMAT_VERSION):
-            raise ValueError(f"{path}: format version {version!r} is not supported; this course_lib reads version {_FORMAT_VERSION}")
+        if version not in _FORMAT_VERSIONS_READ:
+            raise ValueError(
+                f"{path}: format version {version!r} is not supported; this course_lib reads versions {', '.join(_FORMAT_VERSIONS_READ)}"
+            )
         try:
             key, _, value = line().partition(" ")
             if key != "pattern":
@@ -643,7 +818,10 @@ class BPETokenizer:
             key, _, value = line().partition(" ")
             if key != "byte_ids":
                 raise fail(f"expected 'byte_ids', got {key!r}")
-            byte_ids = None if value == "identity" else [int(x) for x in value.split()]
+            if value == "identity":
+                byte_ids = None
+            else:
+                byte_ids = [None if x == "-" and version != "1" else int(x) for x in value.split()]
             key, _, value = line().partition(" ")
             if key != "special":
                 raise fail(f"expected 'special', got {key!r}")

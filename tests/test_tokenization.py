@@ -24,8 +24,10 @@ from course_lib.tokenization import (
     get_stats,
     merge,
     minilm_wordpiece,
+    bytes_to_unicode,
     recover_merges,
     render_token,
+    unicode_to_bytes,
 )
 
 CASES: dict[str, str] = json.loads((Path(__file__).parent / "data" / "multilingual.json").read_text(encoding="utf-8"))["cases"]
@@ -302,7 +304,7 @@ def _undefined_id_in_first_merge(s: str) -> str:
 @pytest.mark.parametrize(
     "mutate, message",
     [
-        (lambda s: s.replace("v1", "v2", 1), "version '2' is not supported"),
+        (lambda s: s.replace("v1", "v9", 1), "version '9' is not supported"),
         (lambda s: "hello\n" + s, "expected the header"),
         (lambda s: s.replace("merges 300", "merges 301"), "line"),
         (lambda s: s.replace("merges 300", "merges 299"), "expected 'end'"),
@@ -331,6 +333,10 @@ def test_load_rejects_binary_file(tmp_path):
 def test_constructor_validates_merges():
     with pytest.raises(ValueError, match="not defined before"):
         BPETokenizer({(300, 1): 301})
+    with pytest.raises(ValueError, match="256 entries"):
+        BPETokenizer(byte_ids=[0] * 256)
+    with pytest.raises(ValueError, match="not defined before"):  # byte 1 has no token, so no merge can use it
+        BPETokenizer({(0, 1): 256}, byte_ids=[0, None] + list(range(2, 256)))
     with pytest.raises(ValueError, match="increasing"):
         BPETokenizer({(1, 2): 257, (3, 4): 256})
     with pytest.raises(ValueError, match="already taken"):
@@ -541,3 +547,182 @@ def test_ch01_checkers_accept_references_and_reject_mistakes(capsys):
         with pytest.raises(ExerciseError):
             checker(wrong[checker])
     assert "not attempted" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------
+# SmolLM2's tokenizer, built from its GGUF metadata, against Hugging Face's (transformers loading the GGUF)
+
+#: Extra cases for SmolLM2 (GPT-2's split regex, 17 special tokens); the shared ones are in multilingual.json.
+SMOLLM2_CASES: dict[str, str] = {
+    "whitespace_mix": "  \n\n\t  x  ",
+    "digits": "12345",
+    "digits_in_text": "a 12345 b1 2 3.5 x99",
+    "chat_markup": "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n",
+    "more_specials": "<|endoftext|><repo_name>my/repo<file_sep>a.py\n<jupyter_code>print(1)<empty_output>",
+    "near_specials": "<|im_start|<im_start|> <|im_end |>",
+    "code_indent": "class A:\n\tdef f(self):\n        return  {'k': [1, 2]}\n\n\n",
+    "trailing_newlines": "end\n\n\n",
+    "latin1_and_controls": "\xa0\xad\x7f\x80ÿ\x01\x1f caf\u00e9",
+}
+SMOLLM2_ALL = {**CASES, **{"smollm2_" + k: v for k, v in SMOLLM2_CASES.items()}}
+
+
+@pytest.fixture(scope="module")
+def smollm2_metadata() -> dict:
+    from course_lib.gguf import GGUFFile
+
+    with GGUFFile(data.smollm2_gguf_path()) as f:
+        return f.metadata
+
+
+@pytest.fixture(scope="module")
+def smollm2(smollm2_metadata) -> BPETokenizer:
+    return BPETokenizer.from_gguf_metadata(smollm2_metadata)
+
+
+@pytest.fixture(scope="module")
+def smollm2_hf():
+    """The oracle: transformers' tokenizer for the same GGUF file (BPE, GPT-2 ByteLevel, 17 special tokens)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from transformers import AutoTokenizer
+
+    path = data.smollm2_gguf_path()
+    return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+
+
+def smollm2_hf_ids(tok, text: str, split_special: bool = False) -> list[int]:
+    # always pass split_special_tokens: transformers keeps the last value on the backend tokenizer
+    return tok.encode(text, add_special_tokens=False, split_special_tokens=split_special)
+
+
+def test_bytes_to_unicode_table():
+    from transformers.convert_slow_tokenizer import bytes_to_unicode as hf_table
+
+    table = bytes_to_unicode()
+    assert table == hf_table()
+    assert list(table) == list(range(256)) and len(set(table.values())) == 256
+    assert all(c.isprintable() and not c.isspace() for c in table.values())
+    assert table[32] == "Ġ" and table[10] == "Ċ" and table[ord("A")] == "A"
+    inverse = unicode_to_bytes()
+    assert all(inverse[c] == b for b, c in table.items())
+
+
+def test_smollm2_from_gguf_metadata_structure(smollm2, smollm2_metadata):
+    tokens = smollm2_metadata["tokenizer.ggml.tokens"]
+    assert smollm2.vocab_size == len(tokens) == 49152
+    assert len(smollm2.merges) == len(smollm2_metadata["tokenizer.ggml.merges"]) == 48900
+    assert smollm2.special_tokens == {tokens[i]: i for i in range(17)}
+    assert smollm2.special_tokens["<|im_start|>"] == 1 and smollm2.special_tokens["<|im_end|>"] == 2
+    assert smollm2.pattern == GPT2_SPLIT_PATTERN
+    # 235 bytes have a token; 21 have none (0xC0, 0xC1, 0xF5-0xFF never occur in UTF-8, six controls, 0xF1, 0xF2)
+    missing = [b for b, i in enumerate(smollm2.byte_ids) if i is None]
+    assert missing == [0x04, 0x06, 0x13, 0x14, 0x16, 0x1D, 0xC0, 0xC1, 0xF1, 0xF2, *range(0xF5, 0x100)]
+    # merge priority is not the id: merge 0 ("Ġ t") makes id 252, after 17 special tokens and 235 bytes
+    (first, new) = next(iter(smollm2.merges.items()))
+    assert smollm2_metadata["tokenizer.ggml.merges"][0] == "Ġ t" and new == 252
+    assert smollm2.token_bytes(new) == b" t" and smollm2.token_bytes(first[0]) == b" "
+    assert [smollm2.token_bytes(i) for i in smollm2.encode("Hello world")] == [b"Hello", b" world"]
+
+
+def test_smollm2_builds_fast(smollm2_metadata):
+    import time
+
+    t0 = time.perf_counter()
+    BPETokenizer.from_gguf_metadata(smollm2_metadata)
+    assert time.perf_counter() - t0 < 3.0
+
+
+@pytest.mark.parametrize("name", sorted(SMOLLM2_ALL))
+def test_smollm2_matches_hf_on_test_set(smollm2, smollm2_hf, name):
+    text = SMOLLM2_ALL[name]
+    ids = smollm2.encode(text, allowed_special="all")  # Hugging Face matches its special tokens in any text
+    assert ids == smollm2_hf_ids(smollm2_hf, text)
+    assert smollm2.decode(ids) == text
+    assert smollm2_hf.decode(ids) == text
+
+
+@pytest.mark.parametrize("name", ["special_tokens", "smollm2_chat_markup", "smollm2_more_specials", "smollm2_near_specials"])
+def test_smollm2_special_tokens_as_ordinary_text(smollm2, smollm2_hf, name):
+    text = SMOLLM2_ALL[name]
+    ordinary = smollm2.encode(text, disallowed_special=())
+    assert ordinary == smollm2.encode_ordinary(text) == smollm2_hf_ids(smollm2_hf, text, split_special=True)
+    assert not set(ordinary) & set(smollm2.special_tokens.values())
+    assert smollm2.decode(ordinary) == text
+    if any(t in text for t in smollm2.special_tokens):
+        with pytest.raises(ValueError, match="not allowed"):  # the default: special tokens in text are refused
+            smollm2.encode(text)
+
+
+def test_smollm2_chat_markup_ids(smollm2):
+    assert smollm2.encode("<|im_start|>user\nhi<|im_end|>", allowed_special="all") == [1, 4093, 198, 6004, 2]
+    assert smollm2.encode("<|im_start|>", allowed_special={"<|im_start|>"}) == [1]
+    assert len(smollm2.encode_ordinary("<|im_start|>")) > 1
+
+
+def test_smollm2_matches_hf_on_shakespeare(smollm2, smollm2_hf, shakespeare):
+    text = shakespeare[:100_000]
+    assert smollm2.encode_ordinary(text) == smollm2_hf_ids(smollm2_hf, text, split_special=True)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(assigned_text())
+def test_smollm2_matches_hf_property(smollm2, smollm2_hf, s):
+    assert smollm2.encode_ordinary(s) == smollm2_hf_ids(smollm2_hf, s, split_special=True)
+
+
+def test_smollm2_drops_bytes_without_a_token_like_hf(smollm2, smollm2_hf):
+    for text in ["\x04a\x06", " \x04\x04 ", "x\U00040000y", "(\x1d)"]:
+        ids = smollm2.encode_ordinary(text)
+        assert ids == smollm2_hf_ids(smollm2_hf, text, split_special=True)
+    assert smollm2.decode(smollm2.encode_ordinary("\x04a\x06")) == "a"
+
+
+def test_smollm2_save_load_keeps_missing_bytes(smollm2, tmp_path):
+    path = smollm2.save(tmp_path / "smollm2.bpe")
+    assert path.read_text().startswith("course_lib BPETokenizer v2\n")  # v2: some bytes have no token ("-")
+    back = BPETokenizer.load(path)
+    assert back.byte_ids == smollm2.byte_ids and back.merges == smollm2.merges
+    assert back.special_tokens == smollm2.special_tokens and back.pattern == smollm2.pattern
+    text = CASES["emoji"] + "\x04" + CASES["python_code"] + "<|im_end|>"
+    assert back.encode(text, allowed_special="all") == smollm2.encode(text, allowed_special="all")
+    bad = tmp_path / "bad.bpe"
+    bad.write_text(path.read_text().replace("v2", "v1", 1))  # "-" is not part of version 1
+    with pytest.raises(ValueError, match="cannot parse"):
+        BPETokenizer.load(bad)
+
+
+def _metadata_with(metadata: dict, **changes) -> dict:
+    out = dict(metadata)
+    out.update({"tokenizer.ggml." + k: v for k, v in changes.items()})
+    return out
+
+
+def test_from_gguf_metadata_errors(smollm2_metadata):
+    md = smollm2_metadata
+    with pytest.raises(ValueError, match=r"expected a byte-level BPE tokenizer, tokenizer\.ggml\.model = 'gpt2'.*found.*'llama'.*SentencePiece"):
+        BPETokenizer.from_gguf_metadata(_metadata_with(md, model="llama"))
+    with pytest.raises(ValueError, match="found tokenizer.ggml.model = None"):
+        BPETokenizer.from_gguf_metadata({})
+    with pytest.raises(TypeError, match="dict"):
+        BPETokenizer.from_gguf_metadata("model.gguf")
+    with pytest.raises(ValueError, match="no list 'tokenizer.ggml.merges'"):
+        BPETokenizer.from_gguf_metadata({k: v for k, v in md.items() if k != "tokenizer.ggml.merges"})
+    merges = list(md["tokenizer.ggml.merges"])
+    with pytest.raises(ValueError, match=r"merges\[3\] = 'h zzz' names the token 'zzz'"):
+        BPETokenizer.from_gguf_metadata(_metadata_with(md, merges=merges[:3] + ["h zzz"] + merges[4:]))
+    with pytest.raises(ValueError, match="names the token 'ĠtĠt'"):  # both parts exist, their merge does not
+        BPETokenizer.from_gguf_metadata(_metadata_with(md, merges=merges + ["Ġt Ġt"]))
+    with pytest.raises(ValueError, match="two tokens separated by one space"):
+        BPETokenizer.from_gguf_metadata(_metadata_with(md, merges=["Ġt"] + merges))
+    with pytest.raises(ValueError, match="follow the merge order"):
+        BPETokenizer.from_gguf_metadata(_metadata_with(md, merges=[merges[1], merges[0]] + merges[2:]))
+    with pytest.raises(ValueError, match="neither a single byte, nor made by a merge"):
+        BPETokenizer.from_gguf_metadata(_metadata_with(md, merges=merges[:-1]))
+    with pytest.raises(ValueError, match="tokenizer.ggml.pre = 'llama-bpe'"):
+        BPETokenizer.from_gguf_metadata(_metadata_with(md, pre="llama-bpe"))
+    tok = BPETokenizer.from_gguf_metadata(_metadata_with(md, pre="llama-bpe"), pattern="gpt4")
+    assert tok.pattern == GPT4_SPLIT_PATTERN
+    # a repeated merge keeps its last position (as in Hugging Face); here that breaks the id order
+    with pytest.raises(ValueError, match="follow the merge order"):
+        BPETokenizer.from_gguf_metadata(_metadata_with(md, merges=merges + [merges[0]]))
