@@ -471,8 +471,8 @@ class MultiHeadAttention(nn.Module):
                 if cache is not None:
                     cache.update(k, v)
         T_k = k.shape[-2]
-        gqa = n_kv != self.n_heads  # each key/value head serves n_heads / n_kv query heads
-        if gqa and not (self.fused and not return_weights):  # the fused kernel shares the heads itself (enable_gqa)
+        if n_kv != self.n_heads:  # grouped-query: each key/value head serves n_heads / n_kv query heads
+            # (PyTorch's enable_gqa=True avoids the copies, but its CPU kernel measured 10x slower for one query)
             k, v = repeat_kv(k, self.n_heads // n_kv), repeat_kv(v, self.n_heads // n_kv)  # (B, nh, T_k, hs)
 
         if mask is not None:
@@ -491,12 +491,12 @@ class MultiHeadAttention(nn.Module):
 
         if self.fused and not return_weights:
             if causal is not None and mask is None and T_q == T_k:
-                out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True, enable_gqa=gqa)
+                out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
             else:
                 m = combine_masks(mask, causal, dtype=q.dtype)
                 if m is not None and m.is_floating_point():
                     m = m.to(q.dtype)
-                out = F.scaled_dot_product_attention(q, k, v, attn_mask=m, dropout_p=p, enable_gqa=gqa)
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=m, dropout_p=p)
                 if m is not None:  # zeros for fully masked rows, whatever the PyTorch version
                     dead = (~m if m.dtype == torch.bool else torch.isneginf(m)).all(dim=-1, keepdim=True)
                     if bool(dead.any()):

@@ -898,7 +898,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Prepare data, train, evaluate and use the course's models from a config file. "
         "Data-parallel training: torchrun --nproc_per_node=N -m course_lib train --config ...",
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="{prepare,train,evaluate,generate,configs}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{prepare,train,evaluate,generate,configs,chat}")
     for name, help_ in (("prepare", "load the corpus, train the tokenizer, encode the splits"),
                         ("train", "train the model (DDP under torchrun)"),
                         ("evaluate", "score the checkpoint on held-out data"),
@@ -910,11 +910,18 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--out", default=None, help="run folder (default data/runs/<config name>)")
         s.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     sub.add_parser("configs", help="list the packaged configs")
+    sub.add_parser("chat", help="talk to SmolLM2-135M-Instruct in the terminal (see python -m course_lib chat --help)",
+                   add_help=False)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit status (0 ok, 2 for a bad config, a missing file or bad input)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["chat"]:  # its own options: course_lib.assistant
+        from course_lib.assistant import main as chat_main
+
+        return chat_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "configs":
         for f in sorted(CONFIG_DIR.glob("*.json")):

