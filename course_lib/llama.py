@@ -218,15 +218,17 @@ class Llama(nn.Module):
 
 
 # ============================================================================= loading
-#: llama.cpp's tensor names -> this model's, per block ("ffn_gate" and "ffn_up" are stacked into ffn.fc1).
-GGUF_BLOCK_NAMES = {
-    "attn_norm": "norm1",
-    "attn_q": "attn.q_proj",
-    "attn_k": "attn.k_proj",
-    "attn_v": "attn.v_proj",
-    "attn_output": "attn.out_proj",
-    "ffn_norm": "norm2",
-    "ffn_down": "ffn.fc2",
+#: Per block, this model's norms <- llama.cpp's tensor names.
+GGUF_NORMS = {"norm1": "attn_norm", "norm2": "ffn_norm"}
+#: Per block, this model's linear layers <- llama.cpp's matrices, stacked in this order (SwiGLU's gate and up
+#: become the one fc1 of `course_lib.layers.FeedForward`).
+GGUF_LINEARS = {
+    "attn.q_proj": ("attn_q",),
+    "attn.k_proj": ("attn_k",),
+    "attn.v_proj": ("attn_v",),
+    "attn.out_proj": ("attn_output",),
+    "ffn.fc1": ("ffn_gate", "ffn_up"),
+    "ffn.fc2": ("ffn_down",),
 }
 
 
@@ -236,7 +238,7 @@ def llama_state_from_gguf(
     """This model's state dict (float32) from an open `course_lib.gguf.GGUFFile`, and, with quantized=True,
     the blocks' linear layers as `QuantizedLinear` modules by name (their weights then stay out of the state).
 
-    Each name is mapped (`GGUF_BLOCK_NAMES`), each shape checked against the config, the query and key
+    Each name is mapped (`GGUF_NORMS`, `GGUF_LINEARS`), each shape checked against the config, the query and key
     rows un-permuted (`course_lib.gguf.unpermute_qk`, see its docstring), the SwiGLU gate and up
     matrices stacked into fc1.
     """
@@ -274,26 +276,18 @@ def llama_state_from_gguf(
     if not c.tie_weights:
         state["lm_head.weight"] = floats("output.weight", (c.vocab_size, c.d_model))
     layers: dict[str, QuantizedLinear] = {}
+    heads = {"attn_q": c.n_head, "attn_k": c.n_kv_head}  # the matrices whose rows GGUF permuted
     for i in range(c.n_layer):
         pre, out = f"blk.{i}.", f"blocks.{i}."
-        mats = dict(GGUF_BLOCK_NAMES, ffn_gate="ffn.fc1", ffn_up="ffn.fc1")
-        heads = {"attn_q": c.n_head, "attn_k": c.n_kv_head}
-        raws = {g: blocks(pre + g + ".weight", shapes[g], heads.get(g)) for g in mats if not g.endswith("norm")}
-        if raws["ffn_gate"] is not None and raws["ffn_up"] is not None and info(pre + "ffn_gate.weight", shapes["ffn_gate"]).qtype == info(pre + "ffn_up.weight", shapes["ffn_up"]).qtype:
-            qt = tensors[pre + "ffn_gate.weight"].qtype
-            layers[out + "ffn.fc1"] = QuantizedLinear(torch.cat([raws.pop("ffn_gate"), raws.pop("ffn_up")]), qt, c.d_model)
-        else:
-            gate, up = (floats(pre + g + ".weight", shapes[g]) for g in ("ffn_gate", "ffn_up"))
-            state[out + "ffn.fc1.weight"] = torch.cat([gate, up])  # (2 d_ff, d): [gate; up], as FeedForward expects
-            raws.pop("ffn_gate"), raws.pop("ffn_up")
-        for g, ours in GGUF_BLOCK_NAMES.items():
-            name = pre + g + ".weight"
-            if g.endswith("norm"):
-                state[out + ours + ".weight"] = floats(name, shapes[g])
-            elif raws[g] is not None:
-                layers[out + ours] = QuantizedLinear(raws[g], tensors[name].qtype, shapes[g][1])
-            else:
-                state[out + ours + ".weight"] = floats(name, shapes[g], heads.get(g))
+        for ours, g in GGUF_NORMS.items():
+            state[out + ours + ".weight"] = floats(pre + g + ".weight", shapes[g])
+        for ours, names in GGUF_LINEARS.items():
+            raws = [blocks(pre + g + ".weight", shapes[g], heads.get(g)) for g in names]
+            qtypes = {tensors[pre + g + ".weight"].qtype for g in names}
+            if all(r is not None for r in raws) and len(qtypes) == 1:  # stays in its blocks
+                layers[out + ours] = QuantizedLinear(torch.cat(raws), qtypes.pop(), shapes[names[0]][1])
+            else:  # float32, e.g. fc1 = [gate; up] (2 d_ff, d) as FeedForward expects
+                state[out + ours + ".weight"] = torch.cat([floats(pre + g + ".weight", shapes[g], heads.get(g)) for g in names])
     return state, layers
 
 
