@@ -71,3 +71,12 @@ def test_smoothed_loss_matches_the_plain_loss_and_the_formula() -> None:
             n += int(keep.sum())
         expected = (0.9 * nll + 0.1 * uniform) / n
         assert torch.allclose(module.smoothed_loss(model, batch, 0.1), expected, atol=1e-6)
+
+
+def test_bench_llama_worker_smoke() -> None:
+    """The course side of benchmarks/bench_llama.py in this process: load, a few greedy tokens, the measurements."""
+    spec = importlib.util.spec_from_file_location("bench_llama", ROOT / "benchmarks" / "bench_llama.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    r = module.worker("course", 4)
+    assert len(r["tokens"]) == 4 and r["load_s"] > 0 and r["tokens_per_s"] > 0 and r["prompt_tokens"] > 10
