@@ -471,9 +471,16 @@ class MultiHeadAttention(nn.Module):
                 if cache is not None:
                     cache.update(k, v)
         T_k = k.shape[-2]
-        if n_kv != self.n_heads:  # grouped-query: each key/value head serves n_heads / n_kv query heads
-            # (PyTorch's enable_gqa=True avoids the copies, but its CPU kernel measured 10x slower for one query)
-            k, v = repeat_kv(k, self.n_heads // n_kv), repeat_kv(v, self.n_heads // n_kv)  # (B, nh, T_k, hs)
+        p = self.dropout if self.training else 0.0
+        if n_kv != self.n_heads:  # grouped-query: each key/value head serves n_rep = n_heads / n_kv query heads
+            n_rep = self.n_heads // n_kv
+            if T_q == 1 and mask is None and self.fused and not return_weights:
+                # one new token (decoding): the n_rep query heads of a group read the same keys, so stand them
+                # in as n_rep queries of that key head; no copy of the cache (as transformers' pack_gqa)
+                out = F.scaled_dot_product_attention(q.reshape(B, n_kv, n_rep, self.head_dim), k, v, dropout_p=p)
+                return self.out_proj(out.reshape(B, 1, self.d_model)), None  # (B, n_kv, n_rep, hs) -> (B, 1, d)
+            # (PyTorch's enable_gqa=True avoids the copies too, but its CPU kernel measured 10x slower)
+            k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, nh, T_k, hs)
 
         if mask is not None:
             _check_tensor("mask", mask)
@@ -487,7 +494,6 @@ class MultiHeadAttention(nn.Module):
             causal = causal_mask(T_q, T_k, device=x.device) if T_q > 1 else None
         else:
             causal = None
-        p = self.dropout if self.training else 0.0
 
         if self.fused and not return_weights:
             if causal is not None and mask is None and T_q == T_k:

@@ -200,7 +200,8 @@ def smollm2():
     hf_logging.disable_progress_bar()
     path = smollm2_gguf_path()
     ours = Llama.from_gguf(path)
-    hf = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
+    hf = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32,
+                                              attn_implementation="eager").eval()  # its sdpa path is slow on a CPU (enable_gqa)
     tok = BPETokenizer.from_gguf_metadata(GGUFFile(path).metadata)
     return path, ours, hf, tok
 
