@@ -13,6 +13,10 @@ What is here:
 - three tasks, one per model of the course: `gpt` (a GPT on Shakespeare, char or BPE tokens),
   `bert_mlm` (a tiny BERT pretrained with masked-language modelling on IMDB reviews) and `g2p`
   (the encoder-decoder Transformer from spelling to pronunciation, CMU dictionary);
+- `evaluate` scores a run on held-out data: the GPT's perplexity on validation characters, the tiny
+  BERT's masked-token accuracy beside the always-the-most-frequent-token baseline, the G2P model's
+  WER / PER / BLEU on the prepared validation words or, with `--set evaluate.split=test`, on the
+  dictionary's test words as notebook 07 and `benchmarks/train_g2p.py` score them;
 - `run(command, config, ...)`: the Python entry point behind every subcommand (notebook 11 calls
   it); `main(argv)`: the command line, printing `error: ...` (exit status 2) instead of a traceback;
 - data parallelism (DistributedDataParallel): under `torchrun`, `train` starts one process per
@@ -129,7 +133,9 @@ _SCHEMAS: dict[str, dict[str, dict[str, tuple[str, Any]]]] = {
         },
         "tokenizer": {"kind": ("str", "letters-phonemes")},  # fixed vocabularies (course_lib.pronunciation)
         "train": {**_TRAIN, "batch_size": ("int", 64)},
-        "evaluate": {"words": ("int", 500), "beam_size": ("int", 1)},
+        # split "val": the prepared validation sample; "test": the CMU dictionary's test words, sorted, as
+        # notebook 07 and benchmarks/train_g2p.py score them. words: how many (null = all; fewer = evenly spaced).
+        "evaluate": {"split": ("str", "val"), "words": ("int|null", 500), "beam_size": ("int", 1)},
         "generate": {"words": ("list[str]", ["hello", "world", "transformer"]), "beam_size": ("int", 1)},
     },
 }
@@ -140,6 +146,7 @@ _CHOICES = {
     ("bert_mlm", "data", "corpus"): ("imdb",),
     ("bert_mlm", "tokenizer", "kind"): ("bpe",),
     ("g2p", "tokenizer", "kind"): ("letters-phonemes",),
+    ("g2p", "evaluate", "split"): ("val", "test"),
 }
 # Model keys the data decides (set from the tokenizer), so a config may not set them.
 _DERIVED = {
@@ -333,6 +340,8 @@ def _check_ranges(cfg: dict) -> None:
         raise ConfigError(f"train.lr must be > 0, got {tr['lr']}")
     if cfg["task"] == "bert_mlm" and not 0 < tr["mask_prob"] < 1:
         raise ConfigError(f"train.mask_prob must be in (0, 1), got {tr['mask_prob']}")
+    if cfg["task"] == "g2p" and cfg["evaluate"]["words"] is not None and cfg["evaluate"]["words"] < 1:
+        raise ConfigError(f"evaluate.words must be >= 1 or null (all words), got {cfg['evaluate']['words']}")
     try:  # let the model's own config check sizes (d_model divisible by n_head, ...)
         _model_config(cfg, vocab=_dummy_vocab(cfg["task"]))
     except (ValueError, TypeError) as exc:
@@ -630,9 +639,13 @@ class _BertTask:
                  show: bool) -> dict:
         from course_lib.metrics import perplexity
 
-        e = cfg["evaluate"]
+        e, meta = cfg["evaluate"], data["meta"]
         nb = self.batches(cfg, data, config, "val", e["seed"], e["batch_size"], _Dist(0, 1, device))
-        total_loss, correct, n = 0.0, 0, 0
+        # the baseline: always guess the most frequent ordinary token of the training rows
+        counts = torch.bincount(data["train"].flatten().long(), minlength=meta["vocab_size"])
+        counts[meta["special_ids"]] = 0
+        frequent = int(counts.argmax())
+        total_loss, correct, base, n = 0.0, 0, 0, 0
         with torch.no_grad():
             for _ in _progress(range(e["batches"]), show, desc="evaluate"):
                 b = nb()
@@ -641,10 +654,11 @@ class _BertTask:
                 k = int(chosen.sum())
                 total_loss += float(out.loss) * k
                 correct += int((out.logits.argmax(-1)[chosen] == b["labels"][chosen]).sum())
+                base += int((b["labels"][chosen] == frequent).sum())
                 n += k
         loss = total_loss / max(n, 1)
         return {"val_loss": loss, "perplexity": perplexity(loss), "masked_accuracy": correct / max(n, 1),
-                "masked_tokens": n}
+                "masked_tokens": n, "baseline_accuracy": base / max(n, 1), "baseline_token_id": frequent}
 
     def generate(self, cfg: dict, model: torch.nn.Module, prep: Path, device: torch.device) -> dict:
         g, tok = cfg["generate"], self.tokenizer(prep)
@@ -681,7 +695,7 @@ class _G2PTask:
         refs = references(load_g2p_pairs("validation"))
         words = sorted(refs)
         random.Random(1).shuffle(words)
-        words = words[: max(d["val_words"], cfg["evaluate"]["words"])]
+        words = words[: max(d["val_words"], cfg["evaluate"]["words"] or 0)]
         (prep / "pairs.json").write_text(json.dumps({"train": pairs, "val": {w: refs[w] for w in words}}))
         next(it, None)
         bar.close()
@@ -720,16 +734,26 @@ class _G2PTask:
 
     def evaluate(self, cfg: dict, model: torch.nn.Module, data: dict, config: Any, device: torch.device,
                  show: bool) -> dict:
-        from course_lib.pronunciation import evaluate_g2p, predict, predict_batch
+        from course_lib.pronunciation import evaluate_g2p, load_g2p_pairs, predict, predict_batch, references
 
         e = cfg["evaluate"]
-        words = list(data["val"])[: e["words"]]
+        if e["split"] == "test":  # the held-out test words, as notebook 07 and benchmarks/train_g2p.py score them
+            refs = references(load_g2p_pairs("test"))
+            words = sorted(refs)
+            if e["words"] is not None and e["words"] < len(words):
+                words = words[:: max(1, len(words) // e["words"])][: e["words"]]  # evenly spaced, not only a-words
+        else:  # the prepared validation sample (random words)
+            refs = data["val"]
+            words = list(refs)[: e["words"]]
         if e["beam_size"] == 1:
             preds = predict_batch(model, words)
         else:
             preds = [predict(model, w, beam_size=e["beam_size"]) for w in _progress(words, show, desc="beam search")]
-        scores = evaluate_g2p(preds, [data["val"][w] for w in words])
-        return {"wer": scores["wer"], "per": scores["per"], "bleu": scores["bleu"], "words": len(words)}
+        scores = evaluate_g2p(preds, [refs[w] for w in words])
+        wrong = sum(p not in refs[w] for p, w in zip(preds, words))
+        return {"wer": scores["wer"], "per": scores["per"], "bleu": scores["bleu"], "words": len(words),
+                "wrong_words": wrong, "split": e["split"],
+                "decoding": "greedy" if e["beam_size"] == 1 else f"beam {e['beam_size']}"}
 
     def generate(self, cfg: dict, model: torch.nn.Module, prep: Path, device: torch.device) -> dict:
         from course_lib.pronunciation import predict

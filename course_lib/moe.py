@@ -8,16 +8,21 @@ What is here:
 - `Routing`: who goes where, as two (N, E) matrices: `dispatch` (bool) and `combine` (gate weights).
 - `token_choice_route`: each token picks its top-k experts (softmax gate, optional renormalisation),
   experts have a capacity and the overflowing assignments are dropped and counted (Switch
-  Transformer, GShard, Mixtral).
+  Transformer, GShard, Mixtral); an optional per-expert `selection_bias` shifts which experts are
+  picked without changing the gate values (DeepSeek-V3's auxiliary-loss-free load balancing).
 - `expert_choice_route`: each expert picks its top-C tokens of the batch (Zhou et al. 2022): every
   expert is exactly full, a token may get zero, one or several experts.
 - `load_balancing_loss`: the auxiliary loss E * sum_e f_e * P_e of the Switch Transformer.
 - `TokenChoiceMoE`, `ExpertChoiceMoE`: drop-in replacements for `course_lib.layers.FeedForward`,
-  (B, T, d) -> (B, T, d); each expert is a `FeedForward`.
+  (B, T, d) -> (B, T, d); each expert is a `FeedForward`. Options: `n_shared` always-on shared
+  experts that every token passes through with gate 1 (DeepSeekMoE), and, for token choice,
+  `bias_update_speed` > 0: a routing bias nudged by +-speed after every training step towards
+  a balanced load (DeepSeek-V3), instead of (or besides) the auxiliary loss.
 - `MoEGPTConfig`, `MoEGPT`: the GPT of `course_lib.models` with MoE feed-forwards; in training mode
   its loss is the language-model loss plus `aux_loss_coef` times the auxiliary loss.
 
-Leaves out: expert parallelism across devices, shared experts, router z-loss and jitter noise,
+Leaves out: expert parallelism across devices, fine-grained expert segmentation, sigmoid router
+scores (DeepSeek-V3 uses them with its bias), router z-loss and jitter noise,
 grouped-GEMM kernels (the experts run one after the other in a Python loop, which is clear but
 slow on a GPU). See notebook 09.
 """
@@ -81,6 +86,7 @@ class Routing:
     capacity: int | None  # tokens per expert allowed (None = unlimited)
     dropped: int = 0  # token choice: (token, expert) choices dropped because the expert was full
     aux_loss: torch.Tensor | None = None  # load-balancing loss (token choice), None for expert choice
+    demand: torch.Tensor | None = None  # (E,) tokens that chose each expert, before capacity (token choice)
 
     @property
     def tokens_per_expert(self) -> torch.Tensor:
@@ -99,7 +105,7 @@ class Routing:
 
     def detach(self) -> "Routing":
         aux = None if self.aux_loss is None else self.aux_loss.detach()
-        return Routing(self.probs.detach(), self.dispatch, self.combine.detach(), self.capacity, self.dropped, aux)
+        return Routing(self.probs.detach(), self.dispatch, self.combine.detach(), self.capacity, self.dropped, aux, self.demand)
 
 
 def _check_logits(logits: Any) -> tuple[int, int]:
@@ -128,22 +134,35 @@ def load_balancing_loss(probs: torch.Tensor, expert_index: torch.Tensor) -> torc
 
 
 def token_choice_route(
-    logits: torch.Tensor, k: int, capacity: int | None = None, normalize: bool = True
+    logits: torch.Tensor,
+    k: int,
+    capacity: int | None = None,
+    normalize: bool = True,
+    selection_bias: torch.Tensor | None = None,
 ) -> Routing:
     """Each token picks its top-k experts; an expert takes at most `capacity` choices, the rest are dropped.
 
     gates = softmax(logits) restricted to the top k (renormalised to sum to 1 if `normalize`).
+    `selection_bias` (E,), if given, is added to the probabilities only to pick the top k; the gates
+    keep the unbiased probabilities (DeepSeek-V3). E.g. probs [0.5, 0.3, 0.2], k=1, bias [-0.3, 0, 0]
+    -> expert 1 is picked, with gate 0.3 (unnormalised) or 1.0 (normalised).
     Priority when an expert overflows: all first choices (in token order) before any second choice.
-    logits (N, E) -> Routing with dispatch/combine (N, E), `dropped` and the load-balancing `aux_loss`.
-    See notebook 09.
+    logits (N, E) -> Routing with dispatch/combine (N, E), `dropped`, `demand` and the load-balancing
+    `aux_loss`. See notebook 09.
     """
     N, E = _check_logits(logits)
     if not isinstance(k, int) or not 1 <= k <= E:
         raise ValueError(f"k must be an int in [1, n_experts={E}], got {k!r}")
     if capacity is not None and (not isinstance(capacity, int) or capacity < 1):
         raise ValueError(f"capacity must be a positive int or None, got {capacity!r}")
+    if selection_bias is not None and (not isinstance(selection_bias, torch.Tensor) or selection_bias.shape != (E,)):
+        raise ValueError(f"selection_bias must be a tensor of shape (n_experts={E},), got {tuple(getattr(selection_bias, 'shape', ()))}")
     probs = logits.float().softmax(-1)  # (N, E)
-    top_p, top_i = probs.topk(k, dim=-1)  # (N, k), best first
+    if selection_bias is None:
+        top_p, top_i = probs.topk(k, dim=-1)  # (N, k), best first
+    else:
+        top_i = (probs.detach() + selection_bias.to(probs)).topk(k, dim=-1).indices  # (N, k) picked with the bias
+        top_p = probs.gather(-1, top_i)  # (N, k) gates from the unbiased probabilities
     gates = top_p / top_p.sum(-1, keepdim=True) if normalize else top_p  # (N, k)
     onehot = F.one_hot(top_i, E)  # (N, k, E)
     if capacity is None:
@@ -156,7 +175,8 @@ def token_choice_route(
     dispatch = kept.sum(1) > 0  # (N, E)
     combine = (kept * gates[..., None]).sum(1)  # (N, E)
     aux = load_balancing_loss(probs, top_i)
-    return Routing(probs, dispatch, combine, capacity, int((~keep).sum()), aux)
+    demand = onehot.sum((0, 1))  # (E,) choices per expert before capacity
+    return Routing(probs, dispatch, combine, capacity, int((~keep).sum()), aux, demand)
 
 
 def expert_choice_route(logits: torch.Tensor, capacity: int) -> Routing:
@@ -173,29 +193,45 @@ def expert_choice_route(logits: torch.Tensor, capacity: int) -> Routing:
     g, idx = probs.t().topk(capacity, dim=-1)  # (E, C) gate values and token indices
     combine = torch.zeros_like(probs).scatter(0, idx.t(), g.t())  # (N, E)
     dispatch = torch.zeros(N, E, dtype=torch.bool, device=logits.device).scatter(0, idx.t(), True)
-    return Routing(probs, dispatch, combine, capacity, 0, None)
+    return Routing(probs, dispatch, combine, capacity, 0, None, dispatch.sum(0))
 
 
 # ----------------------------------------------------------------------------- layers
 class _MoE(nn.Module):
-    """Router + experts + the dispatch/combine loop; subclasses choose the routing."""
+    """Router + routed experts (+ shared experts) + the dispatch/combine loop; subclasses choose the routing."""
 
-    def __init__(self, d_model: int, d_ff: int, n_experts: int, activation: str = "gelu", bias: bool = True) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        d_ff: int,
+        n_experts: int,
+        activation: str = "gelu",
+        bias: bool = True,
+        n_shared: int = 0,
+        shared_d_ff: int | None = None,
+    ) -> None:
         super().__init__()
         if not isinstance(n_experts, int) or n_experts < 1:
             raise ValueError(f"n_experts must be a positive int, got {n_experts!r}")
-        self.d_model, self.d_ff, self.n_experts = d_model, d_ff, n_experts
+        if not isinstance(n_shared, int) or isinstance(n_shared, bool) or n_shared < 0:
+            raise ValueError(f"n_shared must be an int >= 0, got {n_shared!r}")
+        self.d_model, self.d_ff, self.n_experts, self.n_shared = d_model, d_ff, n_experts, n_shared
         self.router = nn.Linear(d_model, n_experts, bias=False)
         self.experts = nn.ModuleList(FeedForward(d_model, d_ff, activation, 0.0, bias) for _ in range(n_experts))
+        # shared experts (DeepSeekMoE): every token, gate 1, no router
+        self.shared = nn.ModuleList(FeedForward(d_model, shared_d_ff or d_ff, activation, 0.0, bias) for _ in range(n_shared))
         self.aux_loss: torch.Tensor = torch.zeros(())
         self.last_routing: Routing | None = None
         self.register_buffer("load", torch.zeros(n_experts, dtype=torch.long), persistent=False)
+        self.register_buffer("demand", torch.zeros(n_experts, dtype=torch.long), persistent=False)
         self.stats: dict[str, int] = {}
         self.reset_stats()
 
     def reset_stats(self) -> None:
-        """Zero the training counters: `load` (tokens per expert) and `stats` (tokens, dropped, unrouted)."""
+        """Zero the training counters: `load` (tokens processed per expert), `demand` (tokens that chose
+        each expert, before capacity) and `stats` (tokens, dropped, unrouted)."""
         self.load.zero_()
+        self.demand.zero_()
         self.stats = {"tokens": 0, "dropped": 0, "unrouted": 0}
 
     def route(self, logits: torch.Tensor) -> Routing:
@@ -213,10 +249,14 @@ class _MoE(nn.Module):
             if idx.numel():
                 y = expert(xf[idx])  # (n_e, d)
                 out = out.index_add(0, idx, y * routing.combine[idx, e, None].to(y.dtype))
+        for expert in self.shared:  # always on, gate 1
+            out = out + expert(xf)  # (N, d)
         self.aux_loss = routing.aux_loss if routing.aux_loss is not None else xf.new_zeros(())
         self.last_routing = routing.detach()
         if self.training:
             self.load += routing.tokens_per_expert.to(self.load.device)
+            if routing.demand is not None:
+                self.demand += routing.demand.to(self.demand.device)
             self.stats["tokens"] += xf.shape[0]
             self.stats["dropped"] += routing.dropped
             self.stats["unrouted"] += routing.unrouted_tokens
@@ -224,6 +264,8 @@ class _MoE(nn.Module):
 
     def load_from_dense(self, ffn: FeedForward) -> "_MoE":
         """Copy one dense `FeedForward`'s weights into every expert (then MoE = dense, see the tests)."""
+        if self.n_shared:
+            raise ValueError("load_from_dense needs a layer without shared experts (they would add a second copy)")
         if ffn.d_model != self.d_model or ffn.d_ff != self.d_ff:
             raise ValueError(
                 f"need a FeedForward with d_model={self.d_model}, d_ff={self.d_ff}; got d_model={ffn.d_model}, d_ff={ffn.d_ff}"
@@ -239,6 +281,12 @@ class TokenChoiceMoE(_MoE):
     capacity = ceil(capacity_factor * N * k / E) for N tokens in the batch (None = unlimited);
     `eval_capacity_factor` is used in eval mode (default None: no token is dropped at inference,
     so a token's output depends only on itself). After each forward: `aux_loss`, `last_routing`.
+    `n_shared` shared experts (width `shared_d_ff`, default `d_ff`) process every token with gate 1.
+    `bias_update_speed` (gamma) > 0 turns on auxiliary-loss-free balancing (DeepSeek-V3): the
+    buffer `routing_bias` (E,) is added to the probabilities to pick the top k (not to the gates),
+    and after every training-mode forward (one per step in `course_lib.training.train`) the layer
+    sets b_e += gamma * sign(mean demand - demand_e): overloaded experts become less attractive,
+    underloaded ones more. No gradient flows through the bias.
     >>> TokenChoiceMoE(8, 16, n_experts=4, k=2)(torch.zeros(2, 3, 8)).shape
     torch.Size([2, 3, 8])
 
@@ -256,20 +304,33 @@ class TokenChoiceMoE(_MoE):
         normalize: bool = True,
         activation: str = "gelu",
         bias: bool = True,
+        n_shared: int = 0,
+        shared_d_ff: int | None = None,
+        bias_update_speed: float = 0.0,
     ) -> None:
-        super().__init__(d_model, d_ff, n_experts, activation, bias)
+        super().__init__(d_model, d_ff, n_experts, activation, bias, n_shared, shared_d_ff)
         if not isinstance(k, int) or not 1 <= k <= n_experts:
             raise ValueError(f"k must be an int in [1, n_experts={n_experts}], got {k!r}")
-        self.k, self.normalize = k, normalize
+        if not isinstance(bias_update_speed, (int, float)) or not bias_update_speed >= 0:
+            raise ValueError(f"bias_update_speed must be a number >= 0, got {bias_update_speed!r}")
+        self.k, self.normalize, self.bias_update_speed = k, normalize, float(bias_update_speed)
         self.capacity_factor, self.eval_capacity_factor = capacity_factor, eval_capacity_factor
+        self.register_buffer("routing_bias", torch.zeros(n_experts))  # (E,) saved in checkpoints
 
     def route(self, logits: torch.Tensor) -> Routing:
         cf = self.capacity_factor if self.training else self.eval_capacity_factor
         cap = None if cf is None else expert_capacity(logits.shape[0], self.n_experts, cf, self.k)
-        return token_choice_route(logits, self.k, cap, self.normalize)
+        balancing = self.bias_update_speed > 0
+        routing = token_choice_route(logits, self.k, cap, self.normalize, self.routing_bias if balancing else None)
+        if balancing and self.training:  # after the step: overloaded experts down, underloaded up
+            with torch.no_grad():
+                demand = routing.demand.float()  # (E,)
+                self.routing_bias += self.bias_update_speed * torch.sign(demand.mean() - demand)
+        return routing
 
     def extra_repr(self) -> str:
-        return f"n_experts={self.n_experts}, k={self.k}, capacity_factor={self.capacity_factor}, normalize={self.normalize}"
+        return (f"n_experts={self.n_experts}, k={self.k}, capacity_factor={self.capacity_factor}, normalize={self.normalize}, "
+                f"n_shared={self.n_shared}, bias_update_speed={self.bias_update_speed}")
 
 
 class ExpertChoiceMoE(_MoE):
@@ -295,8 +356,10 @@ class ExpertChoiceMoE(_MoE):
         threshold_momentum: float = 0.99,
         activation: str = "gelu",
         bias: bool = True,
+        n_shared: int = 0,
+        shared_d_ff: int | None = None,
     ) -> None:
-        super().__init__(d_model, d_ff, n_experts, activation, bias)
+        super().__init__(d_model, d_ff, n_experts, activation, bias, n_shared, shared_d_ff)
         if not isinstance(capacity_factor, (int, float)) or not capacity_factor > 0:
             raise ValueError(f"capacity_factor must be a number > 0, got {capacity_factor!r}")
         if inference not in EC_INFERENCE:
@@ -311,7 +374,7 @@ class ExpertChoiceMoE(_MoE):
                 raise RuntimeError("threshold inference needs thresholds: train the layer first (in train mode)")
             probs = logits.float().softmax(-1)  # (N, E)
             dispatch = probs >= self.thresholds  # (N, E): each token decides alone
-            return Routing(probs, dispatch, probs * dispatch, None, 0, None)
+            return Routing(probs, dispatch, probs * dispatch, None, 0, None, dispatch.sum(0))
         cap = min(N, expert_capacity(N, self.n_experts, self.capacity_factor))
         routing = expert_choice_route(logits, cap)
         if self.training:  # running mean of each expert's C-th best probability
@@ -340,6 +403,9 @@ class MoEGPTConfig(GPTConfig):
     normalize_gates: bool = True  # token choice: renormalise the top-k gates to sum to 1
     ec_inference: str = "batch"  # expert choice in eval mode: "batch" or "threshold"
     aux_loss_coef: float = 0.01  # weight of the load-balancing loss (token choice) in the training loss
+    n_shared_experts: int = 0  # always-on shared experts per layer (DeepSeekMoE), gate 1
+    shared_d_ff: int | None = None  # width of each shared expert; None = expert_width
+    bias_update_speed: float = 0.0  # token choice: aux-loss-free balancing speed gamma (DeepSeek-V3); 0 = off
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -349,6 +415,8 @@ class MoEGPTConfig(GPTConfig):
             raise ValueError("expert choice needs a capacity_factor (the average number of experts per token)")
         if self.ec_inference not in EC_INFERENCE:
             raise ValueError(f"ec_inference must be one of {EC_INFERENCE}, got {self.ec_inference!r}")
+        if self.bias_update_speed and self.moe != "token_choice":
+            raise ValueError("bias_update_speed (bias-based balancing) needs moe='token_choice'; expert choice is balanced by construction")
 
     @property
     def expert_width(self) -> int:
@@ -359,10 +427,10 @@ def _make_moe(c: MoEGPTConfig) -> _MoE:
     if c.moe == "token_choice":
         return TokenChoiceMoE(
             c.d_model, c.expert_width, c.n_experts, c.top_k, c.capacity_factor, c.eval_capacity_factor,
-            c.normalize_gates, c.activation, c.bias,
+            c.normalize_gates, c.activation, c.bias, c.n_shared_experts, c.shared_d_ff, c.bias_update_speed,
         )
     return ExpertChoiceMoE(c.d_model, c.expert_width, c.n_experts, c.capacity_factor, c.ec_inference,
-                           activation=c.activation, bias=c.bias)
+                           activation=c.activation, bias=c.bias, n_shared=c.n_shared_experts, shared_d_ff=c.shared_d_ff)
 
 
 def moe_layers(model: nn.Module) -> list[_MoE]:
@@ -394,7 +462,7 @@ class MoEGPT(GPT):
                     nn.init.normal_(m.weight, mean=0.0, std=0.02)
                     if m.bias is not None:
                         nn.init.zeros_(m.bias)
-            for expert in moe.experts:
+            for expert in [*moe.experts, *moe.shared]:
                 nn.init.normal_(expert.fc2.weight, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
         if config.fused:
             use_fast_kernels(self)

@@ -13,6 +13,9 @@ import torch
 
 from course_lib import cli
 from course_lib.cli import ConfigError, load_config, parse_override, shard_batch
+from course_lib.models import EncoderDecoder
+from course_lib.pronunciation import evaluate_g2p, load_g2p_pairs, predict_batch, references
+from course_lib.training import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_GPT = [
@@ -77,6 +80,14 @@ def test_parse_override():
 def test_bad_values_name_the_key_type_and_value(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config("gpt_char", overrides)
+
+
+def test_g2p_evaluate_split_and_words_are_checked():
+    assert load_config("g2p", ["evaluate.words=null"])["evaluate"]["words"] is None  # null = every word
+    with pytest.raises(ConfigError, match=r"evaluate\.split must be one of \['val', 'test'\], got 'train'"):
+        load_config("g2p", ["evaluate.split=train"])
+    with pytest.raises(ConfigError, match=r"evaluate\.words must be >= 1 or null \(all words\), got 0"):
+        load_config("g2p", ["evaluate.words=0"])
 
 
 def test_bad_files(tmp_path):
@@ -171,6 +182,18 @@ def test_tiny_bert_pipeline(tmp_path):
     cli.run("train", "tiny_bert", s, out=tmp_path, quiet=True)
     scores = cli.run("evaluate", "tiny_bert", s, out=tmp_path, quiet=True)
     assert 0 <= scores["masked_accuracy"] <= 1 and scores["masked_tokens"] > 0
+    # the baseline: the most frequent ordinary training token, scored on the same masked positions
+    data = cli._TASK_IMPL["bert_mlm"].load(tmp_path / "prepared")
+    counts = torch.bincount(data["train"].flatten().long(), minlength=meta["vocab_size"])
+    counts[meta["special_ids"]] = 0
+    assert scores["baseline_token_id"] == int(counts.argmax())
+    cfg = load_config("tiny_bert", s)
+    nb = cli._TASK_IMPL["bert_mlm"].batches(cfg, data, None, "val", cfg["evaluate"]["seed"], cfg["evaluate"]["batch_size"],
+                                            cli._Dist(0, 1, torch.device("cpu")))
+    labels = torch.cat([nb()["labels"].flatten() for _ in range(cfg["evaluate"]["batches"])])
+    labels = labels[labels != -100]
+    assert len(labels) == scores["masked_tokens"]
+    assert scores["baseline_accuracy"] == pytest.approx(float((labels == int(counts.argmax())).float().mean()))
     fills = cli.run("generate", "tiny_bert", s, out=tmp_path, quiet=True)["fills"]
     assert len(fills) == 1 and len(fills[0]) == 5
     with pytest.raises(ValueError, match=r"must contain \[MASK\]"):
@@ -186,6 +209,16 @@ def test_g2p_pipeline(tmp_path):
     cli.run("train", "g2p", s, out=tmp_path, quiet=True)
     scores = cli.run("evaluate", "g2p", s, out=tmp_path, quiet=True)
     assert scores["words"] == 20 and 0 <= scores["wer"] <= 1 and 0 <= scores["bleu"] <= 100
+    assert scores["split"] == "val" and scores["wrong_words"] == round(scores["wer"] * 20)
+    # split=test: evenly spaced words of the sorted test split, scored as notebook 07 and benchmarks/train_g2p.py do
+    test = cli.run("evaluate", "g2p", s + ["evaluate.split=test", "evaluate.words=30"], out=tmp_path, quiet=True)
+    refs = references(load_g2p_pairs("test"))
+    words = sorted(refs)[:: len(refs) // 30][:30]
+    model = load_checkpoint(tmp_path / "checkpoint", EncoderDecoder)["model"].eval()
+    expected = evaluate_g2p(predict_batch(model, words), [refs[w] for w in words])
+    assert (test["split"], test["words"], test["decoding"]) == ("test", 30, "greedy")
+    assert test["wer"] == expected["wer"] and test["per"] == expected["per"] and test["bleu"] == expected["bleu"]
+    assert test["wrong_words"] == round(expected["wer"] * 30)
     prons = cli.run("generate", "g2p", s, out=tmp_path, quiet=True)["pronunciations"]
     assert set(prons) == {"cat", "dog"}
     with pytest.raises(ValueError, match="digits"):

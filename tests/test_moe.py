@@ -23,6 +23,7 @@ from course_lib.moe import (
 )
 from course_lib.training import TrainConfig, load_checkpoint, save_checkpoint, train
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny layers: one thread is faster, and a shared CPU cannot stall them
 
 def _logits(n: int, e: int, seed: int = 0, scale: float = 1.0) -> torch.Tensor:
     return torch.randn(n, e, generator=torch.Generator().manual_seed(seed)) * scale
@@ -216,6 +217,130 @@ def test_gradients_reach_router_and_experts():
         (y.pow(2).sum() + moe.aux_loss).backward()
         assert moe.router.weight.grad.abs().sum() > 0
         assert any(e.fc1.weight.grad is not None for e in moe.experts)
+
+
+# ----------------------------------------------------------------------------- demand, shared experts, bias-based balancing
+def test_token_choice_demand_counts_choices_before_capacity():
+    logits = _logits(40, 4, seed=7, scale=3.0)
+    logits[:, 0] += 2.0  # a popular expert, so some choices overflow
+    r = token_choice_route(logits, k=2, capacity=expert_capacity(40, 4, 1.0, 2))
+    idx = logits.softmax(-1).topk(2, -1).indices
+    assert r.demand.tolist() == [int((idx == e).sum()) for e in range(4)]
+    assert int(r.demand.sum()) == 80 and r.dropped > 0
+    assert int(r.demand.sum()) - int(r.dispatch.sum()) == r.dropped
+    assert torch.equal(expert_choice_route(logits, 5).demand, torch.full((4,), 5))
+
+
+def test_selection_bias_worked_example():
+    logits = torch.tensor([[0.5, 0.3, 0.2]]).log()  # probs [0.5, 0.3, 0.2]
+    bias = torch.tensor([-0.3, 0.0, 0.0])
+    raw = token_choice_route(logits, k=1, normalize=False, selection_bias=bias)
+    assert raw.dispatch[0].tolist() == [False, True, False]
+    assert torch.allclose(raw.combine[0], torch.tensor([0.0, 0.3, 0.0]))
+    assert torch.allclose(token_choice_route(logits, k=1, normalize=True, selection_bias=bias).combine[0], torch.tensor([0.0, 1.0, 0.0]))
+    assert token_choice_route(logits, k=1).dispatch[0].tolist() == [True, False, False]  # without the bias
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_selection_bias_changes_choices_not_gate_values(normalize):
+    N, E, k = 64, 4, 2
+    logits = _logits(N, E, seed=11)
+    probs = logits.softmax(-1)
+    bias = torch.tensor([0.3, -0.2, 0.0, 0.1])
+    r = token_choice_route(logits, k, normalize=normalize, selection_bias=bias)
+    ref_idx = (probs + bias).topk(k, -1).indices  # reference: pick with the bias ...
+    ref = torch.zeros(N, E).scatter(1, ref_idx, probs.gather(1, ref_idx))  # ... gate with the plain probabilities
+    if normalize:
+        ref = ref / ref.sum(-1, keepdim=True)
+    assert torch.allclose(r.combine, ref, atol=1e-6)
+    assert not torch.equal(r.dispatch, token_choice_route(logits, k).dispatch)  # the bias did move some choices
+    assert torch.equal(token_choice_route(logits, k, selection_bias=torch.zeros(E)).combine, token_choice_route(logits, k).combine)
+    with pytest.raises(ValueError, match="selection_bias"):
+        token_choice_route(logits, k, selection_bias=torch.zeros(E + 1))
+
+
+def _skewed_layer(speed: float, k: int = 2) -> TokenChoiceMoE:
+    torch.manual_seed(0)
+    layer = TokenChoiceMoE(8, 16, n_experts=4, k=k, capacity_factor=None, bias_update_speed=speed)
+    with torch.no_grad():
+        layer.router.weight[0] += 0.3  # inputs below have a positive mean: expert 0 is (nearly) everyone's favourite
+    return layer
+
+
+def _imbalance(layer: TokenChoiceMoE, x: torch.Tensor) -> float:
+    layer(x)
+    d = layer.last_routing.demand.float()
+    return (d.max() / d.mean()).item()
+
+
+def test_bias_balancing_drives_a_skewed_router_to_uniform_load():
+    x = torch.randn(4, 32, 8, generator=torch.Generator().manual_seed(1)) + 1.0
+    plain, balanced = _skewed_layer(0.0), _skewed_layer(0.01)
+    assert torch.equal(plain.router.weight, balanced.router.weight)
+    before = _imbalance(balanced, x)  # first forward: bias still 0
+    assert before > 1.8  # expert 0 is chosen by (nearly) every token: max/mean near E/k = 2
+    with torch.no_grad():
+        for step in range(300):
+            xs = torch.randn(4, 32, 8, generator=torch.Generator().manual_seed(100 + step)) + 1.0
+            balanced(xs), plain(xs)
+    assert _imbalance(balanced, x) < 1.3 < 1.8 < _imbalance(plain, x)  # the bias balanced the load, no aux loss, no gradient
+    assert balanced.routing_bias[0] < 0 and torch.all(balanced.routing_bias[1:] > balanced.routing_bias[0])
+    assert torch.all(plain.routing_bias == 0)
+    assert torch.equal(plain.router.weight, balanced.router.weight)  # nothing but the bias changed
+
+
+def test_bias_balancing_keeps_unbiased_gates_and_updates_only_in_training():
+    layer = _skewed_layer(0.02, k=1)
+    layer.normalize = False
+    for step in range(50):
+        layer(torch.randn(2, 16, 8, generator=torch.Generator().manual_seed(step)) + 1.0)
+    bias = layer.routing_bias.clone()
+    assert bias.abs().sum() > 0
+    layer.eval()
+    x = torch.randn(2, 16, 8) + 1.0
+    layer(x)
+    r = layer.last_routing
+    assert torch.equal(layer.routing_bias, bias)  # eval mode: no update
+    probs = layer.router(x.reshape(-1, 8)).softmax(-1)
+    assert torch.allclose(r.combine[r.dispatch], probs[r.dispatch], atol=1e-6)  # gate = the unbiased probability
+    assert not torch.equal(r.dispatch, torch.nn.functional.one_hot(probs.argmax(-1), 4).bool())  # ... yet the choice moved
+    assert "routing_bias" in layer.state_dict()  # saved in checkpoints: inference routes with it
+    with pytest.raises(ValueError, match="bias_update_speed"):
+        TokenChoiceMoE(8, 16, bias_update_speed=-0.1)
+
+
+def test_shared_expert_adds_an_always_on_ffn():
+    torch.manual_seed(2)
+    moe = TokenChoiceMoE(8, 16, n_experts=3, k=1, capacity_factor=None, n_shared=1, shared_d_ff=24)
+    assert moe.shared[0].d_ff == 24 and len(moe.experts) == 3
+    x = torch.randn(5, 8)
+    y = moe(x)
+    r = moe.last_routing
+    manual = sum(r.combine[:, e, None] * moe.experts[e](x) for e in range(3)) + moe.shared[0](x)
+    assert torch.allclose(y, manual, atol=1e-6)
+    (y.pow(2).sum()).backward()
+    assert moe.shared[0].fc1.weight.grad.abs().sum() > 0
+    ec = ExpertChoiceMoE(8, 16, n_experts=2, capacity_factor=1.0, n_shared=2)
+    r_out = ec(x)
+    manual = sum(ec.last_routing.combine[:, e, None] * ec.experts[e](x) for e in range(2)) + ec.shared[0](x) + ec.shared[1](x)
+    assert torch.allclose(r_out, manual, atol=1e-6)
+    with pytest.raises(ValueError, match="shared"):
+        moe.load_from_dense(FeedForward(8, 16))
+    with pytest.raises(ValueError, match="n_shared"):
+        TokenChoiceMoE(8, 16, n_shared=-1)
+
+
+def test_moegpt_with_shared_expert_and_bias_balancing():
+    cfg = MoEGPTConfig.preset("tiny", top_k=1, normalize_gates=False, n_shared_experts=1, bias_update_speed=0.01, aux_loss_coef=0.0)
+    model = MoEGPT(cfg)
+    plain = MoEGPT(MoEGPTConfig.preset("tiny", top_k=1))
+    extra = sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert extra == cfg.n_layer * sum(p.numel() for p in model.blocks[0].ffn.shared[0].parameters())
+    x = torch.randint(0, 32, (2, 8))
+    model(x, x)
+    assert all(layer.routing_bias.abs().sum() > 0 for layer in moe_layers(model))  # one training step moved the bias
+    with pytest.raises(ValueError, match="bias_update_speed"):
+        MoEGPTConfig.preset("tiny", moe="expert_choice", capacity_factor=2.0, bias_update_speed=0.01)
 
 
 # ----------------------------------------------------------------------------- causality
