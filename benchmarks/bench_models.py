@@ -106,6 +106,23 @@ def main() -> None:
         print(f"[3] generate {args.gen_tokens} tokens, batch {batch}: no cache {times['no_cache']:.3f} s, "
               f"cache {times['cache']:.3f} s -> {speedup:.1f}x (target >= 3x); GPT.forward with a KVCache "
               f"{times['forward_cache']:.3f} s ({times['no_cache'] / times['forward_cache']:.1f}x); same tokens: {same}")
+    # 4. What one cached token costs in calls: module calls and ATen operations, readable path vs GPTDecoder.
+    from course_lib.attention import KVCache
+    from course_lib.models import GPTDecoder
+    from course_lib.utils import count_calls
+
+    with torch.inference_mode():
+        ctx = torch.zeros(1, 5, dtype=torch.long)
+        kv = [KVCache() for _ in model.blocks]
+        model(ctx, cache=kv)
+        readable = count_calls(lambda: model(ctx[:, :1], cache=kv))
+        dec = GPTDecoder(model)
+        dec(ctx)
+        fast = count_calls(lambda: dec(ctx[:, :1]))
+    results["calls_per_token"] = dict(forward_modules=readable.module_calls, forward_ops=readable.torch_ops,
+                                      decoder_modules=fast.module_calls, decoder_ops=fast.torch_ops)
+    print(f"[4] one cached token: GPT.forward makes {readable.module_calls} module calls and {readable.torch_ops} "
+          f"PyTorch operations; GPTDecoder {fast.module_calls} and {fast.torch_ops}")
     stoi_inv = sorted(set(load_shakespeare("train")) | set(load_shakespeare("val")))
     sample = generate(model, torch.zeros(1, 1, dtype=torch.long), 200, temperature=0.8, top_k=20,
                       generator=torch.Generator().manual_seed(0))

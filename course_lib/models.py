@@ -325,8 +325,9 @@ class GPTDecoder:
 
     `GPT.forward(idx, cache=...)` is the version to read: modules, input checks, a `KVCache` per
     layer. Decoding one token at a time, a small model spends most of that call on the calls
-    themselves, not on arithmetic: for the 4-layer notebook GPT, one token takes 37 module calls,
-    each with its own input checks, and 97 small PyTorch operations of a few microseconds each.
+    themselves, not on arithmetic: for the 4-layer notebook GPT, one token takes 49 module calls,
+    each with its own input checks, and 117 PyTorch operations of a few microseconds each
+    (ATen kernels, counted with `course_lib.utils.count_calls`; tested).
     This class does the same arithmetic with the same PyTorch kernels, in the same order, and so
     gives the same logits, bit for bit on a CPU (see tests), while it
     - calls no modules (82 PyTorch operations a token) and checks the input once per call;

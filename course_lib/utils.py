@@ -1,4 +1,4 @@
-"""Seeding, device choice, a tiny timer and closing progress bars. See notebook 00.
+"""Seeding, device choice, a tiny timer, closing progress bars and counting calls. See notebook 00.
 
 Leaves out: multi-GPU placement (see notebook 11) and mixed precision.
 """
@@ -9,7 +9,8 @@ import os
 import random
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -95,3 +96,46 @@ def close_progress(bar: Any) -> None:
     bar.close()
     if is_widget:
         print(bar)
+
+
+@dataclass(frozen=True)
+class CallCount:
+    """What one call cost in calls: `module_calls` nn.Module forwards, `torch_ops` ATen operations."""
+
+    module_calls: int
+    torch_ops: int
+
+
+def count_calls(fn: Callable[[], Any]) -> CallCount:
+    """Run `fn()` once and count the nn.Module calls and the ATen operations (PyTorch's kernels) it makes.
+
+    A module call is one `forward` (counted with a global forward pre-hook). An operation is one call
+    that reaches PyTorch's dispatcher (`aten::mm`, `aten::view`, ...), counted with a TorchDispatchMode,
+    so a Python function that calls three kernels counts three. Small models decoding one token spend
+    their time on these fixed costs rather than on arithmetic (see `course_lib.models.GPTDecoder`).
+
+    >>> count_calls(lambda: torch.nn.Linear(2, 2)(torch.ones(1, 2))).module_calls
+    1
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be a callable taking no arguments, got {type(fn).__name__}")
+    from torch.nn.modules.module import register_module_forward_pre_hook
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    counts = {"modules": 0, "ops": 0}
+
+    class _Ops(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+            counts["ops"] += 1
+            return func(*args, **(kwargs or {}))
+
+    def _pre_hook(module: torch.nn.Module, inputs: Any) -> None:
+        counts["modules"] += 1
+
+    handle = register_module_forward_pre_hook(_pre_hook)
+    try:
+        with _Ops():
+            fn()
+    finally:
+        handle.remove()
+    return CallCount(counts["modules"], counts["ops"])

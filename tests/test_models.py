@@ -141,6 +141,28 @@ def test_gpt_decoder_gives_the_logits_of_forward_with_a_cache(kw):
     assert not out.requires_grad and out.shape == (3, 32) and decoder.length == 5
 
 
+def test_call_counts_stated_for_one_decoding_step():
+    # GPTDecoder's docstring and the README quote these counts for the notebook's char-shakespeare GPT:
+    # one cached token through GPT.forward vs through GPTDecoder.
+    from course_lib.attention import KVCache
+    from course_lib.utils import count_calls
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.preset("char-shakespeare", vocab_size=65)).eval()
+    x = torch.zeros(1, 5, dtype=torch.long)
+    with torch.inference_mode():
+        cache = [KVCache() for _ in model.blocks]
+        model(x, cache=cache)
+        readable = count_calls(lambda: model(x[:, :1], cache=cache))
+        decoder = GPTDecoder(model)
+        decoder(x)
+        fast = count_calls(lambda: decoder(x[:, :1]))
+    assert (readable.module_calls, readable.torch_ops) == (49, 117)
+    assert (fast.module_calls, fast.torch_ops) == (0, 82)
+    doc = " ".join(GPTDecoder.__doc__.split())
+    assert "49 module calls" in doc and "117 PyTorch operations" in doc and "82 PyTorch operations" in doc
+
+
 def test_fast_decoder_only_for_models_it_reproduces():
     from course_lib.moe import MoEGPT, MoEGPTConfig
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.utils import VALID_DEVICES, get_device, set_seed, timer
+from course_lib.utils import VALID_DEVICES, CallCount, count_calls, get_device, set_seed, timer
 
 
 def test_set_seed_makes_python_numpy_and_torch_repeat():
@@ -92,3 +92,32 @@ def test_close_progress_prints_the_final_line_of_a_notebook_bar(capsys):
     silent = notebook_tqdm(total=2, disable=True)
     close_progress(silent)
     assert capsys.readouterr().out == ""
+
+
+def test_count_calls_counts_modules_and_kernels():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU())
+    x = torch.ones(2, 3)
+    c = count_calls(lambda: net(x))
+    assert c.module_calls == 3  # the Sequential and its two layers
+    assert c.torch_ops >= 2  # at least the matrix product and the ReLU
+    assert count_calls(lambda: net(x)) == c  # the same call counts the same
+    assert count_calls(lambda: torch.relu(x)) == CallCount(0, 1)
+    assert count_calls(lambda: None) == CallCount(0, 0)
+
+
+def test_count_calls_removes_its_hook_even_when_fn_raises():
+    from torch.nn.modules import module as torch_module
+
+    before = len(torch_module._global_forward_pre_hooks)
+
+    def boom():
+        raise RuntimeError("inside")
+
+    with pytest.raises(RuntimeError, match="inside"):
+        count_calls(boom)
+    assert len(torch_module._global_forward_pre_hooks) == before
+
+
+def test_count_calls_rejects_a_non_callable():
+    with pytest.raises(TypeError, match="callable"):
+        count_calls(3)
