@@ -50,13 +50,37 @@ def fetch_vendor(name: str, version: str) -> Path:
     return tarball
 
 
+def extract_members(tar: tarfile.TarFile, dest: Path, members: list[tarfile.TarInfo]) -> int:
+    """Write the regular files among `members` under `dest`; return how many were written.
+
+    The same result as `tar.extractall(dest, members, filter="data")` for these packages, without the
+    `filter` argument, which Python has only from 3.11.4 (Debian 12 ships 3.11.2). Links, devices and
+    any name that would land outside `dest` are refused.
+    """
+    root = dest.resolve()
+    written = 0
+    for m in members:
+        target = (root / m.name).resolve()
+        if target != root and root not in target.parents:
+            raise ValueError(f"{tar.name}: member {m.name!r} would be written outside {dest}")
+        if m.isdir():
+            target.mkdir(parents=True, exist_ok=True)
+        elif m.isfile():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(tar.extractfile(m).read())
+            written += 1
+        else:
+            raise ValueError(f"{tar.name}: member {m.name!r} is not a regular file or folder (links are not extracted)")
+    return written
+
+
 def install_static(static: Path) -> None:
     """Copy MathJax and require.js into the site's _static folder."""
     with tarfile.open(fetch_vendor("mathjax", VENDOR["mathjax"])) as tar:
         members = [m for m in tar.getmembers() if m.name.removeprefix("package/").startswith(MATHJAX_PARTS)]
         for m in members:
             m.name = m.name.removeprefix("package/")
-        tar.extractall(static / "mathjax", members=members, filter="data")
+        extract_members(tar, static / "mathjax", members)
     with tarfile.open(fetch_vendor("requirejs", VENDOR["requirejs"])) as tar:
         source = tar.extractfile("package/require.js")
         (static / "require.js").write_bytes(source.read())
@@ -68,7 +92,7 @@ def install_static(static: Path) -> None:
         members = [m for m in tar.getmembers() if m.name.startswith("package/dist/") and not m.name.endswith(".map")]
         for m in members:
             m.name = m.name.removeprefix("package/dist/")
-        tar.extractall(static / "html-manager", members=members, filter="data")
+        extract_members(tar, static / "html-manager", members)
 
 
 def title_of(nb: nbformat.NotebookNode, fallback: str) -> str:
