@@ -276,6 +276,9 @@ def _steps(
     _check_count("max_new_tokens", max_new_tokens)
     check_sampling_args(temperature, top_k, top_p)
     block = int(model.config.block_size)
+    vocab = getattr(model.config, "vocab_size", None)
+    if eos_id is not None and (isinstance(eos_id, bool) or not isinstance(eos_id, int) or not 0 <= eos_id < (vocab or eos_id + 1)):
+        raise ValueError(f"eos_id must be a token id in [0, vocab_size={vocab}), got {eos_id!r}")
     keep = block // 2 if keep is None else keep
     if not isinstance(keep, int) or not 1 <= keep < block:
         raise ValueError(f"keep must be an int in [1, block_size={block}), got {keep!r}")

@@ -47,6 +47,8 @@ def perplexity(loss: float | torch.Tensor) -> float:
     loss = float(loss)
     if math.isnan(loss):
         raise ValueError("loss is NaN; perplexity is undefined")
+    if loss < 0:
+        raise ValueError(f"loss must be a cross-entropy >= 0 (nats), got {loss}: perplexity would be below 1")
     return math.exp(min(loss, 700.0))  # cap so a diverged run gives a huge number, not an OverflowError
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import re
 import unicodedata
 import warnings
 from collections import Counter
@@ -104,12 +105,29 @@ _TIKTOKEN_PATTERNS = {"cl100k_base": GPT4_SPLIT_PATTERN, "o200k_base": GPT4O_SPL
 _GGUF_GPT2_REGEX_PRE = frozenset({"default", "gpt2", "smollm"})
 
 
-def _resolve_pattern(pattern: str | None) -> str | None:
+def _resolve_pattern(pattern: Any) -> str | None:
+    """A split pattern: None, a name of SPLIT_PATTERNS (any case), a compiled regex, or a regex string.
+
+    A string of letters, digits and underscores only is taken as a name: as a regex it would split a
+    text into nothing but copies of that word, so "gpt5" or "GPT_4" is a mistake, not a pattern.
+    """
     if pattern is None:
         return None
+    if isinstance(pattern, (regex.Pattern, re.Pattern)):
+        pattern = pattern.pattern
     if not isinstance(pattern, str):
-        raise TypeError(f"pattern must be a str (a regex or one of {sorted(SPLIT_PATTERNS)}), got {type(pattern).__name__}")
-    return SPLIT_PATTERNS.get(pattern, pattern)
+        raise TypeError(
+            f"pattern must be a name in {sorted(SPLIT_PATTERNS)}, a regex string or a compiled regex, got {type(pattern).__name__}"
+        )
+    if pattern.lower() in SPLIT_PATTERNS:
+        return SPLIT_PATTERNS[pattern.lower()]
+    if not pattern or re.fullmatch(r"\w+", pattern):
+        raise ValueError(f"unknown pattern name {pattern!r}: expected one of {sorted(SPLIT_PATTERNS)}, a regex or None")
+    try:
+        regex.compile(pattern)
+    except regex.error as exc:
+        raise ValueError(f"pattern {pattern!r} is not a valid regex: {exc}") from None
+    return pattern
 
 
 def _check_text(text: object, what: str = "text") -> str:

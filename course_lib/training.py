@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 from itertools import cycle
@@ -61,7 +62,7 @@ class TrainConfig:
     lr: float = 1e-3  # peak learning rate, reached at the end of warm-up
     min_lr: float | None = None  # learning rate at the end of the decay; None = lr / 10
     decay: str = "cosine"  # shape of the decay after warm-up: "cosine" or "linear"
-    warmup_steps: int = 100  # linear warm-up from 0 to lr
+    warmup_steps: int = 100  # linear warm-up: step s < warmup_steps uses lr * (s + 1) / warmup_steps
     weight_decay: float = 0.1  # AdamW decoupled weight decay (matrices only)
     betas: tuple[float, float] = (0.9, 0.99)  # AdamW moment decay rates
     grad_clip: float | None = 1.0  # clip the global gradient norm to this; None = no clipping
@@ -75,6 +76,14 @@ class TrainConfig:
     seed: int | None = None  # seed torch before training (None = leave the RNG alone)
 
     def __post_init__(self) -> None:
+        for name in ("lr", "min_lr", "weight_decay", "grad_clip", "max_seconds"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+                raise TypeError(f"{name} must be a number{'' if name == 'lr' else ' or None'}, got {type(value).__name__}: {value!r}")
+        for name in ("max_steps", "warmup_steps", "eval_every", "eval_steps", "log_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
         if not isinstance(self.max_steps, int) or self.max_steps < 0:
             raise ValueError(f"max_steps must be an int >= 0, got {self.max_steps!r}")
         if self.max_seconds is not None and not self.max_seconds > 0:
@@ -88,6 +97,16 @@ class TrainConfig:
             )
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
+        if self.min_lr is not None and not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"min_lr must be between 0 and lr = {self.lr} (or None for lr / 10), got {self.min_lr!r}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every!r}")
+        betas = tuple(self.betas) if isinstance(self.betas, (tuple, list)) else None
+        if betas is None or len(betas) != 2 or not all(isinstance(b, numbers.Real) and 0 <= b < 1 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        self.betas = (float(betas[0]), float(betas[1]))  # a tuple again after a JSON round trip
         _check_decay(self.decay)
 
 
@@ -168,6 +187,9 @@ def lm_batch(
     """
     if not isinstance(data, torch.Tensor) or data.dim() != 1:
         raise ValueError(f"data must be a 1-D tensor of token ids, got {type(data).__name__} {tuple(getattr(data, 'shape', ()))}")
+    for name, value in (("batch_size", batch_size), ("block_size", block_size)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     if len(data) < block_size + 1:
         raise ValueError(f"data has {len(data)} tokens, need at least block_size + 1 = {block_size + 1}")
     ix = torch.randint(len(data) - block_size, (batch_size,), generator=generator)  # (B,) window starts
@@ -211,6 +233,10 @@ def lr_at(
     >>> [round(lr_at(s, 100, 1.0, warmup_steps=10, min_lr=0.0, decay="linear"), 3) for s in (10, 55, 100)]
     [1.0, 0.5, 0.0]
     """
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+        raise ValueError(f"step must be an int >= 0, got {step!r}")
+    if not lr > 0 or (min_lr is not None and not 0 <= min_lr <= lr):
+        raise ValueError(f"need lr > 0 and 0 <= min_lr <= lr, got lr={lr!r}, min_lr={min_lr!r}")
     min_lr = lr / 10 if min_lr is None else min_lr
     if step < warmup_steps:
         return lr * (step + 1) / warmup_steps

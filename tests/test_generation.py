@@ -136,6 +136,9 @@ def test_generate_keep_and_eos(gpt):
     assert stopped.shape == (1, 3)  # stops right after producing eos
     with pytest.raises(ValueError, match="keep"):
         generate(gpt, prompt, 5, keep=16)
+    for bad in (gpt.config.vocab_size, -1, 2.0):
+        with pytest.raises(ValueError, match="eos_id must be a token id"):
+            generate(gpt, prompt, 5, eos_id=bad)
     with pytest.raises(ValueError, match="temperature"):
         generate(gpt, prompt, 5, temperature=0.0)
     with pytest.raises(ValueError, match="top_p"):

@@ -119,3 +119,8 @@ def test_word_and_phoneme_error_rates():
     assert sequence_error_rate([["K", "AE1", "T"], ["D", "AO1", "G"]], [["K", "AE1", "T"], ["D", "AA1", "G"]]) == 0.5
     with pytest.raises(ValueError, match="2 predictions but 1"):
         word_error_rate(["a", "b"], ["a"])
+
+
+def test_perplexity_of_a_negative_loss_is_an_error():
+    with pytest.raises(ValueError, match="cross-entropy >= 0"):
+        perplexity(-1.0)

@@ -266,3 +266,38 @@ def test_optimizer_step_equals_the_manual_update_and_clips():
     grads_norm = torch.norm(torch.stack([p.grad.norm() for p in a.parameters() if p.grad is not None]))
     assert grads_norm <= 0.1 + 1e-5  # clipped
     optimizer_step(a, oa, a(x, targets=x).loss, grad_clip=None)  # no clipping: allowed
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    (dict(min_lr=-1.0), ValueError, "min_lr"),
+    (dict(lr=1e-3, min_lr=1e-2), ValueError, "min_lr"),
+    (dict(weight_decay=-5), ValueError, "weight_decay"),
+    (dict(betas=(0.9, 1.5)), ValueError, "betas"),
+    (dict(betas=(0.9,)), ValueError, "betas"),
+    (dict(lr="1e-3"), TypeError, "lr must be a number"),
+    (dict(warmup_steps=2.5), TypeError, "warmup_steps must be an int"),
+    (dict(checkpoint_every=-1), ValueError, "checkpoint_every"),
+])
+def test_train_config_rejects_values_that_would_train_wrongly(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        TrainConfig(**kwargs)
+
+
+def test_train_config_betas_become_a_tuple_again():
+    assert TrainConfig(betas=[0.9, 0.95]).betas == (0.9, 0.95)
+
+
+def test_lr_at_rejects_negative_steps_and_bad_rates():
+    with pytest.raises(ValueError, match="step must be an int >= 0"):
+        lr_at(-1, 100, 1e-3)
+    with pytest.raises(ValueError, match="min_lr"):
+        lr_at(5, 100, 1e-3, min_lr=-1.0)
+    import numpy as np
+
+    assert lr_at(np.int64(5), 100, 1.0, warmup_steps=10) == 0.6  # step 5 of a 10-step warm-up: (5 + 1) / 10
+
+
+@pytest.mark.parametrize("batch_size,block_size", [(4, 0), (0, 8), (2, -1), (2.0, 4)])
+def test_lm_batch_rejects_empty_or_odd_sizes(batch_size, block_size):
+    with pytest.raises(ValueError, match="must be an int >= 1"):
+        lm_batch(torch.arange(100), batch_size, block_size)
