@@ -469,6 +469,31 @@ def _jsonable(v: Any) -> Any:
     return json.loads(json.dumps(v))
 
 
+def _damaged(file: Path, exc: Exception) -> ValueError:
+    return ValueError(f"{file} is damaged or was not written by save_checkpoint ({type(exc).__name__}: {exc})")
+
+
+def _read_json(file: Path) -> dict:
+    try:
+        value = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _damaged(file, exc) from None
+    if not isinstance(value, dict):
+        raise _damaged(file, TypeError(f"expected a JSON object, got {type(value).__name__}"))
+    return value
+
+
+def _read_safetensors(file: Path, call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except (OSError, RuntimeError, ValueError) as exc:  # safetensors' SafetensorError is a ValueError / OSError
+        raise _damaged(file, exc) from None
+    except Exception as exc:  # noqa: BLE001 - any other error of the reader still names the file
+        if type(exc).__name__ == "SafetensorError":
+            raise _damaged(file, exc) from None
+        raise
+
+
 def load_checkpoint(
     path: str | Path,
     model: torch.nn.Module | type,
@@ -484,7 +509,7 @@ def load_checkpoint(
     path = Path(path)
     if not checkpoint_exists(path):
         raise FileNotFoundError(f"no checkpoint in {path}: expected {MODEL_FILE} and {CONFIG_FILE}")
-    meta = json.loads((path / CONFIG_FILE).read_text())
+    meta = _read_json(path / CONFIG_FILE)
     saved = meta.get("config", {})
     if isinstance(model, type):
         config_cls = getattr(model, "config_class", None)
@@ -503,17 +528,20 @@ def load_checkpoint(
                 f"checkpoint config in {path / CONFIG_FILE} does not match the model's config; "
                 f"mismatched keys: {'; '.join(bad)}"
             )
-    missing, unexpected = load_model(model, str(path / MODEL_FILE), strict=False, device=str(map_location))
+    missing, unexpected = _read_safetensors(
+        path / MODEL_FILE, lambda: load_model(model, str(path / MODEL_FILE), strict=False, device=str(map_location))
+    )
     if missing or unexpected:
         raise ValueError(f"checkpoint weights do not match the model: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
-    state = json.loads((path / STATE_FILE).read_text()) if (path / STATE_FILE).is_file() else {"step": 0, "extra": {}}
+    state = _read_json(path / STATE_FILE) if (path / STATE_FILE).is_file() else {"step": 0, "extra": {}}
     if optimizer is not None:
         if not (path / OPTIMIZER_FILE).is_file():
             raise FileNotFoundError(f"no optimizer state in {path} (was it saved with optimizer=...?)")
-        tensors = load_file(str(path / OPTIMIZER_FILE))
+        tensors = _read_safetensors(path / OPTIMIZER_FILE, lambda: load_file(str(path / OPTIMIZER_FILE)))
         opt_state: dict = {}
         for key, t in tensors.items():
             i, name = key.split(".", 1)
             opt_state.setdefault(int(i), {})[name] = t
-        optimizer.load_state_dict({"state": opt_state, "param_groups": state["optimizer_param_groups"]})
+        groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in state["optimizer_param_groups"]]
+        optimizer.load_state_dict({"state": opt_state, "param_groups": groups})  # betas: a tuple again (JSON made a list)
     return {"model": model, "config": model.config, "step": state["step"], "extra": state.get("extra", {})}

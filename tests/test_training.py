@@ -192,6 +192,39 @@ def test_checkpoint_config_mismatch_lists_keys(tmp_path):
         load_checkpoint(tmp_path / "nothing", GPT)
 
 
+@pytest.mark.parametrize("damage", ["truncated weights", "config not json", "config a list", "state not json"])
+def test_damaged_checkpoint_names_the_file(tmp_path, damage):
+    model = _gpt()
+    save_checkpoint(tmp_path, model, step=3)
+    if damage == "truncated weights":
+        file = tmp_path / "model.safetensors"
+        file.write_bytes(file.read_bytes()[:100])
+    elif damage == "config not json":
+        file = tmp_path / "config.json"
+        file.write_text("{ not json")
+    elif damage == "config a list":
+        file = tmp_path / "config.json"
+        file.write_text("[1, 2]")
+    else:
+        file = tmp_path / "trainer_state.json"
+        assert file.is_file()
+        file.write_text("\x00\x01 garbage")
+    with pytest.raises(ValueError, match="is damaged or was not written by save_checkpoint") as info:
+        load_checkpoint(tmp_path, GPT)
+    assert str(file) in str(info.value)
+
+
+def test_optimizer_betas_stay_a_tuple_after_a_round_trip(tmp_path):
+    model = _gpt()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95))
+    model(torch.randint(0, 32, (2, 8)), torch.randint(0, 32, (2, 8))).loss.backward()
+    opt.step()
+    save_checkpoint(tmp_path, model, optimizer=opt, step=1)
+    opt2 = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    load_checkpoint(tmp_path, model, optimizer=opt2)
+    assert opt2.param_groups[0]["betas"] == (0.9, 0.95) and isinstance(opt2.param_groups[0]["betas"], tuple)
+
+
 def test_resume_continues_where_it_stopped(tmp_path):
     data = _data()
 
