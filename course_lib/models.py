@@ -144,6 +144,14 @@ def _lm_loss(logits: torch.Tensor, targets: torch.Tensor | None, ids_shape: torc
         return None
     if targets.shape != ids_shape:
         raise ValueError(f"targets must have the shape of the inputs {tuple(ids_shape)}, got {tuple(targets.shape)}")
+    if targets.dtype.is_floating_point or targets.dtype == torch.bool:
+        raise TypeError(f"targets must hold integer token ids (torch.long), got dtype {targets.dtype}")
+    scored = targets[targets != -100]
+    if scored.numel():
+        lo, hi = (int(t) for t in torch.aminmax(scored))
+        V = logits.size(-1)
+        if lo < 0 or hi >= V:
+            raise ValueError(f"targets must lie in [0, vocab_size={V}) or be -100 (ignored), got min {lo}, max {hi}")
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
 
 

@@ -108,6 +108,14 @@ def test_gpt_bad_input():
         model(torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="targets must have the shape"):
         model(torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, 2, dtype=torch.long))
+    x = torch.zeros(1, 3, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"targets must lie in \[0, vocab_size=32\).*max 32"):
+        model(x, torch.tensor([[1, 2, 32]]))
+    with pytest.raises(ValueError, match="targets must lie.*min -5"):
+        model(x, torch.tensor([[1, -5, 2]]))
+    with pytest.raises(TypeError, match="targets must hold integer"):
+        model(x, torch.zeros(1, 3))
+    assert model(x, torch.tensor([[1, -100, 2]])).loss.isfinite()  # -100 is ignored, not out of range
 
 
 def test_gpt_overfits_one_batch():
