@@ -431,6 +431,12 @@ class BPETokenizer:
         """
         _check_text(text)
         specials = list(special_tokens or [])
+        bad = [t for t in specials if not isinstance(t, str) or not t]
+        if bad:
+            raise TypeError(f"special tokens must be non-empty strings, got {bad!r}")
+        repeated = sorted({t for t in specials if specials.count(t) > 1})
+        if repeated:
+            raise ValueError(f"special tokens must be distinct, got {repeated} more than once in {specials}")
         if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
             raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
         if vocab_size < 256 + len(specials):

@@ -543,7 +543,7 @@ def test_ch01_checkers_accept_references_and_reject_mistakes(capsys):
     }
     for checker, fn in right.items():
         assert checker(fn) is True
-        assert checker(todo) is False
+        assert checker(todo) is None
         with pytest.raises(ExerciseError):
             checker(wrong[checker])
     assert "not attempted" in capsys.readouterr().out
@@ -726,3 +726,32 @@ def test_from_gguf_metadata_errors(smollm2_metadata):
     # a repeated merge keeps its last position (as in Hugging Face); here that breaks the id order
     with pytest.raises(ValueError, match="follow the merge order"):
         BPETokenizer.from_gguf_metadata(_metadata_with(md, merges=merges + [merges[0]]))
+
+
+@pytest.mark.parametrize("bad", ["gpt5", "GPT_4", "cl100k", ""])
+def test_unknown_pattern_name_is_an_error_not_a_regex(bad):
+    with pytest.raises(ValueError, match="unknown pattern name"):
+        BPETokenizer(pattern=bad)
+    with pytest.raises(ValueError, match="unknown pattern name"):
+        BPETokenizer.train("hello world hello", vocab_size=260, pattern=bad)
+
+
+def test_pattern_names_any_case_compiled_and_explicit_regex():
+    import regex
+
+    from course_lib.tokenization import GPT4_SPLIT_PATTERN
+
+    assert BPETokenizer(pattern="GPT4").pattern == GPT4_SPLIT_PATTERN
+    assert BPETokenizer(pattern=regex.compile(GPT4_SPLIT_PATTERN)).pattern == GPT4_SPLIT_PATTERN
+    assert BPETokenizer(pattern=r"\S+|\s+").encode("a b") == list(b"a b")
+    with pytest.raises(ValueError, match="not a valid regex"):
+        BPETokenizer(pattern="(unclosed")
+    with pytest.raises(TypeError, match="regex string or a compiled regex"):
+        BPETokenizer(pattern=3)
+
+
+def test_train_rejects_repeated_or_empty_special_tokens():
+    with pytest.raises(ValueError, match=r"distinct, got \['<\|eot\|>'\]"):
+        BPETokenizer.train("hello world", vocab_size=262, special_tokens=["<|eot|>", "<|pad|>", "<|eot|>"])
+    with pytest.raises(TypeError, match="non-empty strings"):
+        BPETokenizer.train("hello world", vocab_size=262, special_tokens=["", "<|pad|>"])

@@ -6,7 +6,7 @@ lives here: `check_function` compares a learner's function with a reference.
 
 The contract every checker keeps:
 - a function still raising `NotImplementedError` is not an error: the checker prints a hint and
-  returns False, so an untouched exercise notebook runs top to bottom;
+  returns None (so a notebook shows no stray result), and an untouched exercise notebook runs top to bottom;
 - a wrong answer raises `ExerciseError` naming the case, what was expected, what was given and a hint;
 - a right answer prints a short success line and returns True.
 """
@@ -77,10 +77,10 @@ def check_function(
     atol: float = 0.0,
     rtol: float = 0.0,
     hint: str = "",
-) -> bool:
+) -> bool | None:
     """Run `learner_fn(*case)` and `reference_fn(*case)` on every case and compare the results.
 
-    Returns True when all cases match, False when the exercise is not attempted yet
+    Returns True when all cases match, None when the exercise is not attempted yet
     (the learner's function raises NotImplementedError); raises ExerciseError otherwise.
     """
     if not callable(learner_fn):
@@ -92,7 +92,7 @@ def check_function(
             got = learner_fn(*args)
         except NotImplementedError:
             print(f"⏳ {name}: not attempted yet. Replace `raise NotImplementedError` with your code." + (f"\n   Hint: {hint}" if hint else ""))
-            return False
+            return None
         except Exception as exc:  # the learner's code crashed: say where, keep the cause
             raise ExerciseError(
                 f"{name}: case {i} of {len(cases)} raised {type(exc).__name__}: {exc}\n"

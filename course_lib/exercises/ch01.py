@@ -1,7 +1,7 @@
 """Checkers for notebook 01 (tokenization).
 
 Each `check_*` runs the learner's function against the course's reference on a few cases: it returns
-True when all match, prints a hint and returns False while the function still raises
+True when all match, prints a hint and returns None while the function still raises
 NotImplementedError, and raises ExerciseError (with the case, expected value and a hint) when wrong.
 """
 
@@ -22,7 +22,7 @@ _WP_VOCAB = ["[UNK]", "un", "##aff", "##able", "aff", "able", "token", "##izatio
              "play", "##ing", "##s", "s", "a", "##a"]
 
 
-def check_count_pairs(fn: Callable) -> bool:
+def check_count_pairs(fn: Callable) -> bool | None:
     """Exercise 1: `count_pairs(ids) -> dict[(int, int), int]` counts adjacent pairs."""
     cases = [([1, 2, 3, 1, 2],), ([],), ([5],), ([7, 7, 7, 7],), (list("hello world".encode()),)]
     return check_function(
@@ -31,7 +31,7 @@ def check_count_pairs(fn: Callable) -> bool:
     )
 
 
-def check_merge_pair(fn: Callable) -> bool:
+def check_merge_pair(fn: Callable) -> bool | None:
     """Exercise 2: `merge_pair(ids, pair, idx) -> list[int]` replaces every occurrence of `pair` by `idx`."""
     cases = [([1, 2, 3, 1, 2], (1, 2), 4), ([7, 7, 7], (7, 7), 8), ([1, 2], (2, 1), 9), ([], (1, 2), 3), ([1, 2, 1, 2, 2], (1, 2), 256)]
     return check_function(
@@ -44,7 +44,7 @@ def _reference_bpe_encode(text: str, merges: dict) -> list[int]:
     return BPETokenizer(merges, pattern=None).encode_ordinary(text)
 
 
-def check_bpe_encode(fn: Callable) -> bool:
+def check_bpe_encode(fn: Callable) -> bool | None:
     """Exercise 3: `bpe_encode(text, merges) -> list[int]`: UTF-8 bytes, then apply the earliest merge again and again."""
     cases = [
         ("aaabdaaabac", _TOY_MERGES),
@@ -64,7 +64,7 @@ def _reference_wordpiece(word: str, vocab: list[str]) -> list[str]:
     return WordPieceTokenizer(list(vocab)).wordpiece(word)
 
 
-def check_wordpiece(fn: Callable) -> bool:
+def check_wordpiece(fn: Callable) -> bool | None:
     """Exercise 4: `wordpiece(word, vocab) -> list[str]`: greedy longest-match-first, `##` continuations, `[UNK]`."""
     cases = [("unaffable", _WP_VOCAB), ("tokenization", _WP_VOCAB), ("playings", _WP_VOCAB), ("aaa", _WP_VOCAB),
              ("xyz", _WP_VOCAB), ("playx", _WP_VOCAB), ("token", _WP_VOCAB)]
@@ -79,7 +79,7 @@ def _reference_tokens_per_char(tokenizer, text: str) -> float:
     return len(tokenizer.encode(text)) / len(text)
 
 
-def check_tokens_per_char(fn: Callable) -> bool:
+def check_tokens_per_char(fn: Callable) -> bool | None:
     """Exercise 5: `tokens_per_char(tokenizer, text) -> float`: how many tokens a tokenizer spends per character."""
     from course_lib.tokenization import bpe_from_tiktoken
 

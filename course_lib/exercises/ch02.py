@@ -1,7 +1,7 @@
 """Checkers for notebook 02 (embeddings and positions).
 
 Each `check_*` takes the learner's function, runs it against the course's reference on a few
-cases, and keeps the contract of `course_lib.exercises`: not attempted -> hint, returns False;
+cases, and keeps the contract of `course_lib.exercises`: not attempted -> hint, returns None;
 wrong -> ExerciseError; right -> True.
 """
 
@@ -21,7 +21,7 @@ def _weights(v: int, d: int, seed: int) -> torch.Tensor:
     return torch.randn(v, d, generator=torch.Generator().manual_seed(seed))
 
 
-def check_one_hot_lookup(fn: Callable) -> bool:
+def check_one_hot_lookup(fn: Callable) -> bool | None:
     """Exercise 1: fn(ids, weight) returns one_hot(ids) @ weight, shape (..., d)."""
     cases = [
         (torch.tensor([2, 0, 1]), _weights(3, 4, 0)),
@@ -35,7 +35,7 @@ def check_one_hot_lookup(fn: Callable) -> bool:
     )
 
 
-def check_sinusoidal(fn: Callable) -> bool:
+def check_sinusoidal(fn: Callable) -> bool | None:
     """Exercise 2: fn(n_positions, d_model) returns the (n_positions, d_model) sine/cosine table."""
     cases = [(1, 2), (2, 4), (10, 8), (50, 32)]
     return check_function(
@@ -45,7 +45,7 @@ def check_sinusoidal(fn: Callable) -> bool:
     )
 
 
-def check_cosine_matrix(fn: Callable) -> bool:
+def check_cosine_matrix(fn: Callable) -> bool | None:
     """Exercise 3: fn(a (N, d), b (M, d)) returns the (N, M) matrix of cosine similarities."""
     g = torch.Generator().manual_seed(3)
     cases = [
@@ -66,7 +66,7 @@ def _rope_2d_reference(v: torch.Tensor, position: int, theta: float) -> torch.Te
     return torch.stack([x * c - y * s, x * s + y * c]).to(v.dtype)
 
 
-def check_rope_2d(fn: Callable) -> bool:
+def check_rope_2d(fn: Callable) -> bool | None:
     """Exercise 4: fn(v (2,), position, theta) rotates the 2-D vector v by the angle position * theta."""
     cases = [
         (torch.tensor([1.0, 0.0]), 0, 0.5),

@@ -1,7 +1,7 @@
 """Checkers for notebook 03 (attention).
 
 Each `check_*` takes the learner's function, runs it against the course's reference on a few
-cases, and keeps the contract of `course_lib.exercises`: not attempted -> hint, returns False;
+cases, and keeps the contract of `course_lib.exercises`: not attempted -> hint, returns None;
 wrong -> ExerciseError; right -> True.
 """
 
@@ -25,7 +25,7 @@ def _weights_reference(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return scaled_dot_product_attention(q, k, k, return_weights=True)[1]
 
 
-def check_attention_weights(fn: Callable) -> bool:
+def check_attention_weights(fn: Callable) -> bool | None:
     """Exercise 1: fn(q (T_q, d_k), k (T_k, d_k)) returns softmax(q k^T / sqrt(d_k)), shape (T_q, T_k)."""
     cases = [
         (torch.tensor([[1.0, 0.0, 1.0, 0.0]]), torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]])),
@@ -38,7 +38,7 @@ def check_attention_weights(fn: Callable) -> bool:
     )
 
 
-def check_causal_mask(fn: Callable) -> bool:
+def check_causal_mask(fn: Callable) -> bool | None:
     """Exercise 2: fn(t_q, t_k) returns the bool (t_q, t_k) causal mask; queries are the LAST t_q positions."""
     cases = [(1, 1), (3, 3), (5, 5), (1, 4), (2, 5), (3, 7)]
     return check_function(
@@ -53,7 +53,7 @@ def _split_heads_reference(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     return x.view(B, T, n_heads, d // n_heads).transpose(1, 2)
 
 
-def check_split_heads(fn: Callable) -> bool:
+def check_split_heads(fn: Callable) -> bool | None:
     """Exercise 3: fn(x (B, T, d_model), n_heads) returns (B, n_heads, T, d_model // n_heads)."""
     cases = [
         (torch.arange(24.0).view(1, 2, 12), 3),
@@ -72,7 +72,7 @@ def _masked_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: t
     return scaled_dot_product_attention(q, k, v, mask=mask)
 
 
-def check_masked_attention(fn: Callable) -> bool:
+def check_masked_attention(fn: Callable) -> bool | None:
     """Exercise 4: fn(q, k, v, mask) is attention with a bool mask (True = may attend), any batch dims."""
     pad = torch.tensor([[True, True, True, False, False]])  # (1, 5) broadcast over queries
     cases = [

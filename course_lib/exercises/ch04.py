@@ -1,7 +1,7 @@
 """Checkers for notebook 04 (the transformer block).
 
 Each `check_*` takes the learner's function, runs it against a reference on a few cases, and
-keeps the contract of `course_lib.exercises`: not attempted -> hint, returns False;
+keeps the contract of `course_lib.exercises`: not attempted -> hint, returns None;
 wrong -> ExerciseError; right -> True. The references are PyTorch's own functions
 (`F.layer_norm`, `F.rms_norm`), `sum(p.numel())` of the library's block, and a FLOP count
 measured by `torch.utils.flop_counter.FlopCounterMode`.
@@ -41,7 +41,7 @@ def _ref_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Te
     return F.rms_norm(x, (x.shape[-1],), weight, eps)
 
 
-def check_layer_norm(fn: Callable) -> bool:
+def check_layer_norm(fn: Callable) -> bool | None:
     """Exercise 1: fn(x (..., d), weight (d,), bias (d,), eps) -> LayerNorm over the last dim."""
     x1, w1, b1 = _tensors(0, (2, 3, 8), (8,), (8,))
     x2, w2, b2 = _tensors(1, (5, 16), (16,), (16,))
@@ -57,7 +57,7 @@ def check_layer_norm(fn: Callable) -> bool:
     )
 
 
-def check_rms_norm(fn: Callable) -> bool:
+def check_rms_norm(fn: Callable) -> bool | None:
     """Exercise 2: fn(x (..., d), weight (d,), eps) -> RMSNorm over the last dim."""
     x1, w1 = _tensors(2, (2, 3, 8), (8,))
     x2, w2 = _tensors(3, (4, 32), (32,))
@@ -78,7 +78,7 @@ def reference_block_params(d_model: int, d_ff: int) -> int:
     return sum(p.numel() for p in block.parameters())
 
 
-def check_block_params(fn: Callable) -> bool:
+def check_block_params(fn: Callable) -> bool | None:
     """Exercise 3: fn(d_model, d_ff) -> number of parameters of one block (a formula, no module)."""
     cases = [(4, 16), (64, 256), (128, 512), (768, 3072), (100, 50)]
     return check_function(
@@ -98,7 +98,7 @@ def reference_block_flops(batch: int, seq_len: int, d_model: int, d_ff: int) -> 
     return int(counter.get_total_flops())
 
 
-def check_block_flops(fn: Callable) -> bool:
+def check_block_flops(fn: Callable) -> bool | None:
     """Exercise 4: fn(batch, seq_len, d_model, d_ff) -> forward matmul FLOPs of one block (a formula)."""
     cases = [(1, 1, 4, 16), (2, 8, 16, 64), (1, 32, 16, 64), (3, 5, 24, 40)]
     return check_function(

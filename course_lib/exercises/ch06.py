@@ -1,7 +1,7 @@
 """Checkers for notebook 06 (causal language modelling).
 
 Each `check_*` takes the learner's function, runs it against a reference on a few cases, and
-keeps the contract of `course_lib.exercises`: not attempted -> hint, returns False;
+keeps the contract of `course_lib.exercises`: not attempted -> hint, returns None;
 wrong -> ExerciseError; right -> True. The references are the library's own pieces
 (`course_lib.generation.top_k_filter` / `top_p_filter`, `course_lib.metrics.perplexity`) and
 PyTorch (`torch.tril`, `torch.softmax`, `F.cross_entropy`).
@@ -64,7 +64,7 @@ def _ref_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- checkers
-def check_shift_targets(fn: Callable) -> bool:
+def check_shift_targets(fn: Callable) -> bool | None:
     """Exercise 1: fn(ids (N,)) -> (inputs (N-1,), targets (N-1,)): the target at t is the token at t + 1."""
     cases = [
         (torch.tensor([5, 6, 7, 8]),),
@@ -77,7 +77,7 @@ def check_shift_targets(fn: Callable) -> bool:
     )
 
 
-def check_causal_mask(fn: Callable) -> bool:
+def check_causal_mask(fn: Callable) -> bool | None:
     """Exercise 2: fn(T) -> bool (T, T), True where query i may attend to key j (j <= i)."""
     return check_function(
         fn, _ref_mask, [(1,), (4,), (9,)], name="causal mask",
@@ -85,7 +85,7 @@ def check_causal_mask(fn: Callable) -> bool:
     )
 
 
-def check_lm_loss(fn: Callable) -> bool:
+def check_lm_loss(fn: Callable) -> bool | None:
     """Exercise 3: fn(logits (B, T, V), targets (B, T)) -> mean cross-entropy over all B*T positions (a 0-d tensor)."""
     g = torch.Generator().manual_seed(3)
     cases = [
@@ -100,7 +100,7 @@ def check_lm_loss(fn: Callable) -> bool:
     )
 
 
-def check_perplexity_and_bpc(fn: Callable) -> bool:
+def check_perplexity_and_bpc(fn: Callable) -> bool | None:
     """Exercise 4: fn(loss in nats per character) -> (perplexity, bits per character)."""
     cases = [(math.log(65),), (1.0,), (1.5,), (2.0,)]
     return check_function(
@@ -109,7 +109,7 @@ def check_perplexity_and_bpc(fn: Callable) -> bool:
     )
 
 
-def check_temperature_softmax(fn: Callable) -> bool:
+def check_temperature_softmax(fn: Callable) -> bool | None:
     """Exercise 5: fn(logits (..., V), temperature) -> softmax(logits / temperature) over the last dim."""
     cases = [
         (torch.tensor([2.0, 1.0, 0.0]), 1.0),
@@ -123,7 +123,7 @@ def check_temperature_softmax(fn: Callable) -> bool:
     )
 
 
-def check_top_k_probs(fn: Callable) -> bool:
+def check_top_k_probs(fn: Callable) -> bool | None:
     """Exercise 6: fn(logits (V,), k) -> probabilities with all but the k most likely tokens set to 0, renormalised."""
     cases = [
         (torch.tensor([1.0, 3.0, 2.0, 0.0]), 2),
@@ -137,7 +137,7 @@ def check_top_k_probs(fn: Callable) -> bool:
     )
 
 
-def check_top_p_probs(fn: Callable) -> bool:
+def check_top_p_probs(fn: Callable) -> bool | None:
     """Exercise 7: fn(logits (V,), p) -> nucleus probabilities: keep the fewest most likely tokens whose mass reaches p."""
     cases = [
         (torch.tensor([0.5, 0.3, 0.15, 0.05]).log(), 0.75),  # keeps 0.5 and 0.3

@@ -1,7 +1,7 @@
 """Checkers for notebook 09 (mixture of experts).
 
 Each `check_*` takes the learner's function, runs it against `course_lib.moe` on a few cases and
-keeps the contract of `course_lib.exercises`: not attempted -> hint, returns False;
+keeps the contract of `course_lib.exercises`: not attempted -> hint, returns None;
 wrong -> ExerciseError; right -> True.
 """
 
@@ -29,7 +29,7 @@ def _ref_expert_choice(logits: torch.Tensor, capacity: int) -> torch.Tensor:
     return expert_choice_route(logits, capacity).combine
 
 
-def check_top_k_gates(fn: Callable) -> bool:
+def check_top_k_gates(fn: Callable) -> bool | None:
     """Exercise 1: fn(logits (N, E), k) -> (N, E) gates: softmax, keep the top k per token, renormalise."""
     cases = [
         (torch.tensor([[2.0, 1.0, 0.0, -1.0]]), 2),
@@ -44,7 +44,7 @@ def check_top_k_gates(fn: Callable) -> bool:
     )
 
 
-def check_capacity(fn: Callable) -> bool:
+def check_capacity(fn: Callable) -> bool | None:
     """Exercise 2: fn(n_tokens, n_experts, capacity_factor, k) -> tokens one expert may take (an int)."""
     cases = [(64, 4, 1.0, 1), (64, 4, 1.25, 2), (100, 8, 1.0, 2), (2048, 4, 2.0, 1), (10, 4, 1.0, 1)]
     return check_function(
@@ -54,7 +54,7 @@ def check_capacity(fn: Callable) -> bool:
     )
 
 
-def check_load_balancing_loss(fn: Callable) -> bool:
+def check_load_balancing_loss(fn: Callable) -> bool | None:
     """Exercise 3: fn(probs (N, E), expert_index (N, k)) -> E * sum_e f_e * P_e (a 0-d tensor)."""
     cases = []
     for seed, (n, e, k) in enumerate([(8, 2, 1), (32, 4, 2), (20, 8, 2)]):
@@ -69,7 +69,7 @@ def check_load_balancing_loss(fn: Callable) -> bool:
     )
 
 
-def check_expert_choice(fn: Callable) -> bool:
+def check_expert_choice(fn: Callable) -> bool | None:
     """Exercise 4: fn(logits (N, E), capacity) -> (N, E) combine weights of expert-choice routing."""
     cases = [(_logits(20, 6, 2), 3), (_logits(21, 16, 4), 4), (_logits(22, 12, 4), 12), (_logits(23, 9, 3), 1)]
     return check_function(

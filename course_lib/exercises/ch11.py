@@ -1,7 +1,7 @@
 """Checkers for notebook 11 (the anatomy of an LLM project).
 
 Each `check_*` takes the learner's function, runs it against a reference on a few cases, and
-keeps the contract of `course_lib.exercises`: not attempted -> hint, returns False;
+keeps the contract of `course_lib.exercises`: not attempted -> hint, returns None;
 wrong -> ExerciseError; right -> True. The references are `course_lib.cli.shard_batch` and
 `course_lib.cli.parse_override`, plus `reference_nearest` (cosine similarity search) and
 `reference_corpus_perplexity` (perplexity of a corpus scored in batches of different sizes).
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 
-def check_shard(fn: Callable) -> bool:
+def check_shard(fn: Callable) -> bool | None:
     """Exercise 1: fn(batch (B, ...), rank, world_size) -> the rank's contiguous B / world_size rows."""
     x = torch.arange(24).view(8, 3)
     cases = [(x, 0, 2), (x, 1, 2), (x, 3, 4), (x, 0, 1), (torch.arange(6), 2, 3)]
@@ -43,7 +43,7 @@ def check_shard(fn: Callable) -> bool:
     return ok
 
 
-def check_parse_override(fn: Callable) -> bool:
+def check_parse_override(fn: Callable) -> bool | None:
     """Exercise 2: fn("section.key=value") -> (["section", "key"], value parsed as JSON, else the raw string)."""
     cases = [
         ("train.lr=3e-4",),
@@ -67,7 +67,7 @@ def reference_nearest(query: torch.Tensor, index: torch.Tensor, k: int) -> torch
     return sims.topk(k).indices
 
 
-def check_nearest(fn: Callable) -> bool:
+def check_nearest(fn: Callable) -> bool | None:
     """Exercise 3: fn(query (d,), index (N, d), k) -> indices (k,) of the most cosine-similar rows, best first."""
     g = torch.Generator().manual_seed(11)
     index = torch.randn(50, 8, generator=g)
@@ -90,7 +90,7 @@ def reference_corpus_perplexity(mean_losses: Sequence[float], n_tokens: Sequence
     return math.exp(total / sum(n_tokens))
 
 
-def check_corpus_perplexity(fn: Callable) -> bool:
+def check_corpus_perplexity(fn: Callable) -> bool | None:
     """Exercise 4: fn(mean_losses, n_tokens) -> the corpus perplexity, each batch weighted by its token count."""
     cases = [
         ([2.0], [10]),

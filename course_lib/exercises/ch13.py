@@ -1,7 +1,7 @@
 """Checkers for notebook 13 (a modern LLM: SmolLM2-135M rebuilt from the course's parts).
 
 Each `check_*` takes the learner's function, runs it against the course's reference on a few cases,
-and keeps the contract of `course_lib.exercises`: not attempted -> hint, returns False;
+and keeps the contract of `course_lib.exercises`: not attempted -> hint, returns None;
 wrong -> ExerciseError; right -> True. References: `course_lib.attention.repeat_kv`,
 `course_lib.gguf.dequantize` (bit-for-bit equal to llama.cpp's gguf package) and
 `course_lib.embeddings.apply_rotary(..., interleaved=False)` with `rotary_angles`.
@@ -58,7 +58,7 @@ def hint(exercise: int, level: int = 2) -> str:
 
 
 # ----------------------------------------------------------------------------- exercise 1
-def check_repeat_kv(fn: Callable) -> bool:
+def check_repeat_kv(fn: Callable) -> bool | None:
     """Exercise 1: fn(x (B, n_kv, T, head_dim), n_rep) -> (B, n_kv * n_rep, T, head_dim), each head repeated in place."""
     g = torch.Generator().manual_seed(13)
     cases = [
@@ -89,7 +89,7 @@ def _q4_1_blocks() -> list[bytes]:
     return blocks
 
 
-def check_dequantize_q4_1_block(fn: Callable) -> bool:
+def check_dequantize_q4_1_block(fn: Callable) -> bool | None:
     """Exercise 2: fn(block: 20 bytes) -> the 32 weights (float32 array, tensor or list), as llama.cpp decodes them."""
     return check_function(
         fn, reference_dequantize_q4_1_block, [(b,) for b in _q4_1_blocks()], name="Q4_1 block",
@@ -104,7 +104,7 @@ def reference_rotary_half(q: torch.Tensor, positions: torch.Tensor, base: float)
     return apply_rotary(q, cos, sin, interleaved=False)
 
 
-def check_rotary_half(fn: Callable) -> bool:
+def check_rotary_half(fn: Callable) -> bool | None:
     """Exercise 3: fn(q (T, head_dim), positions (T,), base) -> q rotated, half-split pairs (Hugging Face's Llama)."""
     g = torch.Generator().manual_seed(13)
     cases = [
