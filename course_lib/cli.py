@@ -331,13 +331,44 @@ def load_config(
     return out
 
 
+def _train_config(tr: dict, **changes: Any) -> Any:
+    """The `course_lib.training.TrainConfig` of a config's "train" section (which checks every value)."""
+    from course_lib.training import TrainConfig
+
+    kwargs = dict(
+        max_steps=tr["max_steps"], max_seconds=tr["max_seconds"], lr=tr["lr"], min_lr=tr["min_lr"],
+        warmup_steps=tr["warmup_steps"], weight_decay=tr["weight_decay"], grad_clip=tr["grad_clip"],
+        eval_every=tr["eval_every"], eval_steps=tr["eval_steps"], progress=tr["progress"], seed=None,
+    )
+    return TrainConfig(**{**kwargs, **changes})
+
+
 def _check_ranges(cfg: dict) -> None:
+    """Every value checked when the config is loaded, before any data is prepared or any step is trained."""
     tr = cfg["train"]
-    for key in ("max_steps", "batch_size", "eval_steps"):
-        if tr[key] < (0 if key == "max_steps" else 1):
-            raise ConfigError(f"train.{key} must be {'>= 0' if key == 'max_steps' else '>= 1'}, got {tr[key]}")
-    if tr["lr"] <= 0:
-        raise ConfigError(f"train.lr must be > 0, got {tr['lr']}")
+    if tr["batch_size"] < 1:
+        raise ConfigError(f"train.batch_size must be >= 1, got {tr['batch_size']}")
+    try:
+        _train_config(tr)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"train: {exc}") from None
+    data = cfg["data"]
+    for key in ("max_chars", "val_chars", "max_reviews", "val_reviews", "max_train_pairs", "val_words"):
+        if data.get(key) is not None and data[key] < 1:
+            raise ConfigError(f"data.{key} must be >= 1{' or null' if key in ('max_chars', 'val_chars', 'max_train_pairs') else ''}, got {data[key]}")
+    for section in ("evaluate", "generate"):
+        sec = cfg[section]
+        for key in ("batches", "batch_size", "max_new_tokens", "beam_size", "top_k"):
+            if sec.get(key) is not None and sec[key] < 1:
+                raise ConfigError(f"{section}.{key} must be >= 1, got {sec[key]}")
+    if cfg["task"] == "gpt":
+        from course_lib.generation import check_sampling_args
+
+        gen = cfg["generate"]
+        try:
+            check_sampling_args(gen["temperature"], gen["top_k"], gen["top_p"])
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"generate: {exc}") from None
     if cfg["task"] == "bert_mlm" and not 0 < tr["mask_prob"] < 1:
         raise ConfigError(f"train.mask_prob must be in (0, 1), got {tr['mask_prob']}")
     if cfg["task"] == "g2p" and cfg["evaluate"]["words"] is not None and cfg["evaluate"]["words"] < 1:
@@ -802,7 +833,7 @@ def _meta(out: Path) -> dict:
 
 def cmd_train(cfg: dict, out: Path, quiet: bool = False) -> dict:
     """Train the model (data-parallel under torchrun) and save out/checkpoint/ and out/history.json."""
-    from course_lib.training import TrainConfig, save_checkpoint, train
+    from course_lib.training import save_checkpoint, train
 
     task, tr = _TASK_IMPL[cfg["task"]], cfg["train"]
     dist = _init_distributed()
@@ -825,12 +856,8 @@ def cmd_train(cfg: dict, out: Path, quiet: bool = False) -> dict:
             print("note: train.max_seconds is ignored under DDP (every rank must run the same number of steps)")
     train_batches = task.batches(cfg, data, config, "train", tr["seed"], tr["batch_size"], dist)
     val_batches = task.batches(cfg, data, config, "val", tr["seed"] + 1, tr["batch_size"], _Dist(0, 1, dist.device))
-    tcfg = TrainConfig(
-        max_steps=tr["max_steps"], max_seconds=tr["max_seconds"] if dist.world_size == 1 else None, lr=tr["lr"],
-        min_lr=tr["min_lr"], warmup_steps=tr["warmup_steps"], weight_decay=tr["weight_decay"],
-        grad_clip=tr["grad_clip"], eval_every=tr["eval_every"], eval_steps=tr["eval_steps"],
-        progress=tr["progress"] and not quiet, seed=None,
-    )
+    tcfg = _train_config(tr, max_seconds=tr["max_seconds"] if dist.world_size == 1 else None,
+                         progress=tr["progress"] and not quiet)
     _say(f"training {cfg['name']}: {sum(p.numel() for p in model.parameters()):,} parameters, "
          f"{dist.world_size} process(es) on {dist.device}, global batch {tr['batch_size']}", quiet)
     hist = train(net, train_batches, tcfg, val_batches=val_batches)

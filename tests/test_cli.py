@@ -74,7 +74,15 @@ def test_parse_override():
         (["model.d_model=30"], r"model: .*divisible by n_head"),
         (["model.preset=huge"], r"model\.preset must be one of"),
         (["train.batch_size=0"], r"train\.batch_size must be >= 1, got 0"),
-        (["train.lr=-1"], r"train\.lr must be > 0"),
+        (["train.lr=-1"], r"train: lr must be > 0"),
+        (["train.warmup_steps=-3"], r"train: need warmup_steps >= 0"),
+        (["train.grad_clip=-1"], r"train: grad_clip must be > 0"),
+        (["train.weight_decay=-5"], r"train: weight_decay must be >= 0"),
+        (["train.min_lr=-1.0"], r"train: min_lr must be between 0 and lr"),
+        (["generate.temperature=0"], r"generate: temperature must be a finite number > 0"),
+        (["generate.top_p=2"], r"generate: top_p must be in \(0, 1\]"),
+        (["generate.max_new_tokens=0"], r"generate\.max_new_tokens must be >= 1"),
+        (["data.max_chars=-5"], r"data\.max_chars must be >= 1 or null, got -5"),
     ],
 )
 def test_bad_values_name_the_key_type_and_value(overrides, message):
@@ -88,6 +96,9 @@ def test_g2p_evaluate_split_and_words_are_checked():
         load_config("g2p", ["evaluate.split=train"])
     with pytest.raises(ConfigError, match=r"evaluate\.words must be >= 1 or null \(all words\), got 0"):
         load_config("g2p", ["evaluate.words=0"])
+    for key in ("evaluate.beam_size=0", "generate.beam_size=-1"):
+        with pytest.raises(ConfigError, match=r"beam_size must be >= 1"):
+            load_config("g2p", [key])
 
 
 def test_bad_files(tmp_path):
