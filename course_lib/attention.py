@@ -412,6 +412,10 @@ class MultiHeadAttention(nn.Module):
         _check_tensor(name, x)
         if x.ndim != 3 or x.shape[-1] != self.d_model:
             raise ValueError(f"{name} must have shape (B, T, d_model={self.d_model}), got shape {tuple(x.shape)}")
+        weight = getattr(self.out_proj, "weight", None)  # a quantized layer keeps bytes, not a weight
+        dtype = weight.dtype if isinstance(weight, torch.Tensor) else x.dtype
+        if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(f"{name} must have the layer's dtype {dtype}, got {x.dtype} (convert with .to({dtype}))")
 
     def forward(
         self,

@@ -58,6 +58,12 @@ def check_sampling_args(temperature: float = 1.0, top_k: int | None = None, top_
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
 
 
+def _check_logits(logits: Any) -> None:
+    if not isinstance(logits, torch.Tensor) or not logits.dtype.is_floating_point or logits.dim() < 1:
+        what = f"a {logits.dtype} tensor of shape {tuple(logits.shape)}" if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise TypeError(f"logits must be a float tensor (..., V), got {what}")
+
+
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """Divide logits by the temperature: < 1 sharpens the distribution, > 1 flattens it.
 
@@ -75,6 +81,7 @@ def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     [-inf, 3.0, 2.0]
     """
     check_sampling_args(top_k=k)
+    _check_logits(logits)
     k = min(k, logits.size(-1))
     kth = torch.topk(logits, k, dim=-1).values[..., -1:]  # (..., 1) the k-th largest value
     return logits.masked_fill(logits < kth, float("-inf"))
@@ -88,6 +95,7 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     [False, False, True]
     """
     check_sampling_args(top_p=p)
+    _check_logits(logits)
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
     probs = torch.softmax(sorted_logits, dim=-1)
     mass_before = probs.cumsum(dim=-1) - probs  # probability of the tokens ranked above this one

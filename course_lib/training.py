@@ -293,20 +293,37 @@ def _batches(source: Callable[[], Any] | Iterable) -> Callable[[], Any]:
     """A zero-argument function giving the next batch, from a function or a (cycled) iterable."""
     if callable(source) and not hasattr(source, "__iter__"):
         return source
+    if not isinstance(source, Iterable):
+        raise TypeError(f"batches must be a function giving a batch or an iterable of batches, got {type(source).__name__}")
     it = cycle(source)  # note: cycle replays the first pass; use a function for fresh shuffles
-    return lambda: next(it)
+
+    def next_batch() -> Any:
+        try:
+            return next(it)
+        except StopIteration:
+            raise ValueError("the iterable of training batches is empty: give at least one batch") from None
+
+    return next_batch
 
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, batches: Callable[[], Any] | Iterable, steps: int = 20) -> float:
     """Mean loss over `steps` batches, in eval mode (no dropout), without gradients."""
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    if not callable(batches) and not isinstance(batches, Iterable):
+        raise TypeError(f"batches must be a function giving a batch or an iterable of batches, got {type(batches).__name__}")
     was_training = model.training
     model.eval()
-    if callable(batches) and not hasattr(batches, "__iter__"):
-        losses = [compute_loss(model, batches()).item() for _ in range(steps)]
-    else:
-        losses = [compute_loss(model, b).item() for b, _ in zip(batches, range(steps))]
-    model.train(was_training)
+    try:
+        if callable(batches) and not hasattr(batches, "__iter__"):
+            losses = [compute_loss(model, batches()).item() for _ in range(steps)]
+        else:
+            losses = [compute_loss(model, b).item() for b, _ in zip(batches, range(steps))]
+    finally:
+        model.train(was_training)
+    if not losses:
+        raise ValueError("evaluate got an empty iterable of batches: give at least one batch")
     return sum(losses) / len(losses)
 
 

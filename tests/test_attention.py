@@ -178,6 +178,8 @@ def test_mha_bad_inputs():
         mha(torch.zeros(2, 3, 8), mask=torch.ones(2, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="dtype"):
         mha(torch.zeros(2, 3, 8), mask=torch.ones(3, 3, dtype=torch.int32))
+    with pytest.raises(TypeError, match=r"x must have the layer's dtype torch.float32, got torch.float64"):
+        mha(torch.zeros(2, 3, 8, dtype=torch.float64))
 
 
 # ----------------------------------------------------------------------------- multi-head

@@ -212,3 +212,12 @@ def test_generated_ids_can_train_the_model(gpt):
     assert gpt.tok_emb.weight.grad is not None
     gpt.zero_grad(set_to_none=True)
     gpt.eval()
+
+
+def test_filters_reject_what_is_not_a_float_tensor():
+    from course_lib.generation import top_p_filter
+
+    with pytest.raises(TypeError, match="logits must be a float tensor.*got list"):
+        top_k_filter([1.0, 3.0, 2.0], 2)
+    with pytest.raises(TypeError, match="logits must be a float tensor.*torch.int64"):
+        top_p_filter(torch.tensor([1, 3, 2]), 0.5)

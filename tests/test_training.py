@@ -334,3 +334,18 @@ def test_lr_at_rejects_negative_steps_and_bad_rates():
 def test_lm_batch_rejects_empty_or_odd_sizes(batch_size, block_size):
     with pytest.raises(ValueError, match="must be an int >= 1"):
         lm_batch(torch.arange(100), batch_size, block_size)
+
+
+def test_empty_batches_and_bad_steps_are_clear_errors():
+    from course_lib.training import evaluate
+
+    model = _gpt()
+    with pytest.raises(ValueError, match="empty iterable of batches"):
+        evaluate(model, [], 5)
+    with pytest.raises(ValueError, match="steps must be an int >= 1"):
+        evaluate(model, lambda: lm_batch(_data(), 2, 8), 0)
+    with pytest.raises(TypeError, match="function giving a batch or an iterable"):
+        evaluate(model, 42)
+    with pytest.raises(ValueError, match="training batches is empty"):
+        train(model, [], TrainConfig(max_steps=2, progress=False))
+    assert model.training  # evaluate put the mode back even though it raised
