@@ -9,20 +9,60 @@ The contract every checker keeps:
   returns None (so a notebook shows no stray result), and an untouched exercise notebook runs top to bottom;
 - a wrong answer raises `ExerciseError` naming the case, what was expected, what was given and a hint;
 - a right answer prints a short success line and returns True.
+
+Hints come in tiers, so an untouched exercise does not give the answer away: a chapter keeps
+`HINTS = {exercise: (what to think about, closer to the method)}`, its checkers print the first tier
+(`checker_hint`), and its `hint(exercise, level=2)` prints the tiers up to `level` (`show_hint`),
+pointing to the solutions notebook (which has the code) after the last one.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["ExerciseError", "check_function", "values_equal"]
+__all__ = ["ExerciseError", "check_function", "checker_hint", "show_hint", "values_equal"]
 
 
 class ExerciseError(AssertionError):
     """A learner's answer differs from the reference."""
+
+
+def _solutions_notebook(chapter: str) -> str:
+    """The solutions notebook of `chapter` ("ch01" -> "notebooks/solutions/01_tokenization_solutions.ipynb")."""
+    number = chapter.removeprefix("ch")
+    folder = Path(__file__).resolve().parents[2] / "notebooks" / "solutions"
+    found = sorted(folder.glob(f"{number}_*_solutions.ipynb")) if number else []
+    return f"notebooks/solutions/{found[0].name}" if found else f"the solutions notebook of chapter {number or '?'}"
+
+
+def show_hint(hints: Mapping[int, Sequence[str]], exercise: int, level: int = 2, chapter: str = "") -> str:
+    """Print and return the hints of `exercise` up to `level` (1: what to think about, 2: closer to the method).
+
+    Asking for the last tier (or more) also names the solutions notebook, which has the code.
+    >>> _ = show_hint({1: ("think", "closer")}, 1, level=1)
+    Hint 1: think
+    """
+    where = f"{chapter}.hint: " if chapter else ""
+    if isinstance(exercise, bool) or not isinstance(exercise, int) or exercise not in hints:
+        raise ValueError(f"{where}exercise must be one of {sorted(hints)}, got {exercise!r}")
+    if isinstance(level, bool) or not isinstance(level, int) or level < 1:
+        raise ValueError(f"{where}level must be an int >= 1 (exercise {exercise} has {len(hints[exercise])} tiers), "
+                         f"got {level!r}")
+    tiers = hints[exercise][:level]
+    text = "\n".join(f"Hint {i}: {h}" for i, h in enumerate(tiers, 1))
+    if level >= len(hints[exercise]):
+        text += f"\nStill stuck? The code is in {_solutions_notebook(chapter)}."
+    print(text)
+    return text
+
+
+def checker_hint(hints: Mapping[int, Sequence[str]], exercise: int, chapter: str) -> str:
+    """The hint a checker prints: the first tier of `exercise` and how to ask for the next one."""
+    return f"{hints[exercise][0]} More: {chapter}.hint({exercise})."
 
 
 def _short(x: Any, limit: int = 300) -> str:

@@ -9,10 +9,54 @@ from __future__ import annotations
 
 from typing import Callable
 
-from course_lib.exercises import check_function
+from course_lib.exercises import check_function, checker_hint, show_hint
 from course_lib.tokenization import BPETokenizer, WordPieceTokenizer, get_stats, merge
 
-__all__ = ["check_count_pairs", "check_merge_pair", "check_bpe_encode", "check_wordpiece", "check_tokens_per_char"]
+__all__ = ["check_count_pairs", "check_merge_pair", "check_bpe_encode", "check_wordpiece", "check_tokens_per_char",
+           "hint", "HINTS"]
+
+#: exercise number -> hints, first what to think about, then closer to the method (never the code).
+HINTS: dict[int, tuple[str, ...]] = {
+    1: (
+        "every neighbouring pair counts once: a list of n ids has n - 1 pairs, and pairs may overlap, so [7, "
+        "7, 7, 7] holds (7, 7) three times.",
+        "walk over the list side by side with itself shifted by one place (zip pairs them up) and add 1 to "
+        "each pair's count in a dict, starting a new pair at 0.",
+    ),
+    2: (
+        "build a new list, scanning left to right; once a pair is merged, its second id is used up, so the "
+        "next look starts two places further on: [7, 7, 7] with (7, 7) gives [8, 7], not [8, 8].",
+        "a while loop over a position: if there is a next id and the two form the pair, append idx and move "
+        "by 2; otherwise append the id itself and move by 1.",
+    ),
+    3: (
+        "start from the text's UTF-8 bytes as integers. Merges must be replayed in the order they were "
+        "learned, which is the order of their new ids, not the order in which pairs appear in the text.",
+        "loop: among the pairs present now, pick the one with the smallest new id in merges (a pair not in "
+        "merges counts as infinitely late); stop when that pair is not in merges or fewer than 2 ids are "
+        "left; otherwise replace it everywhere with your merge_pair.",
+    ),
+    4: (
+        "greedy longest-match-first: at each position take the LONGEST vocabulary piece that fits and never "
+        "go back; pieces after the first are looked up with the '##' prefix; one position with no match turns "
+        "the whole word into ['[UNK]'].",
+        "keep a start position; move an end position from the end of the word back towards start until the "
+        "substring (with '##' in front when start is not 0) is in the vocabulary; keep it and jump start to "
+        "end. If no end works, the answer is ['[UNK]'].",
+    ),
+    5: (
+        "a ratio: the number of tokens the tokenizer produces for the text, over the number of characters in "
+        "it (characters, not bytes: 自 is one character but three UTF-8 bytes).",
+        "encode the text, count the ids you get, and divide by the length of the Python string (a float "
+        "division).",
+    ),
+}
+
+
+def hint(exercise: int, level: int = 2) -> str:
+    """The hints of exercise 1 to 5 up to `level` (1: what to think about, 2: the method), printed and returned."""
+    return show_hint(HINTS, exercise, level, chapter="ch01")
+
 
 _TOY_MERGES = BPETokenizer.train("aaabdaaabac", vocab_size=259, pattern=None).merges
 _SMALL_MERGES = BPETokenizer.train(
@@ -27,7 +71,7 @@ def check_count_pairs(fn: Callable) -> bool | None:
     cases = [([1, 2, 3, 1, 2],), ([],), ([5],), ([7, 7, 7, 7],), (list("hello world".encode()),)]
     return check_function(
         fn, get_stats, cases, name="Exercise 1: count_pairs",
-        hint="loop over zip(ids, ids[1:]) and add 1 to counts[pair]; [7, 7, 7, 7] has the pair (7, 7) three times",
+        hint=checker_hint(HINTS, 1, "ch01"),
     )
 
 
@@ -36,7 +80,7 @@ def check_merge_pair(fn: Callable) -> bool | None:
     cases = [([1, 2, 3, 1, 2], (1, 2), 4), ([7, 7, 7], (7, 7), 8), ([1, 2], (2, 1), 9), ([], (1, 2), 3), ([1, 2, 1, 2, 2], (1, 2), 256)]
     return check_function(
         fn, merge, cases, name="Exercise 2: merge_pair",
-        hint="walk with an index i; when ids[i], ids[i+1] == pair append idx and jump by 2, else append ids[i] and step 1",
+        hint=checker_hint(HINTS, 2, "ch01"),
     )
 
 
@@ -55,8 +99,7 @@ def check_bpe_encode(fn: Callable) -> bool | None:
     ]
     return check_function(
         fn, _reference_bpe_encode, cases, name="Exercise 3: bpe_encode",
-        hint="ids = list(text.encode('utf-8')); while some adjacent pair is in merges, pick the pair with the "
-        "smallest merges[pair] (min(..., key=lambda p: merges.get(p, float('inf')))) and merge it",
+        hint=checker_hint(HINTS, 3, "ch01"),
     )
 
 
@@ -70,8 +113,7 @@ def check_wordpiece(fn: Callable) -> bool | None:
              ("xyz", _WP_VOCAB), ("playx", _WP_VOCAB), ("token", _WP_VOCAB)]
     return check_function(
         fn, _reference_wordpiece, cases, name="Exercise 4: wordpiece",
-        hint="from the current start, try the longest substring first (end = len(word), then shorter); later pieces "
-        "are looked up as '##' + piece; if nothing matches, the whole word is ['[UNK]']",
+        hint=checker_hint(HINTS, 4, "ch01"),
     )
 
 
@@ -87,5 +129,5 @@ def check_tokens_per_char(fn: Callable) -> bool | None:
     cases = [(gpt4, "hello world"), (gpt4, "自然语言处理"), (gpt4, "    return x ** 2\n")]
     return check_function(
         fn, _reference_tokens_per_char, cases, name="Exercise 5: tokens_per_char", rtol=1e-9,
-        hint="len(tokenizer.encode(text)) / len(text)",
+        hint=checker_hint(HINTS, 5, "ch01"),
     )

@@ -12,9 +12,45 @@ from typing import Callable
 import torch
 
 from course_lib.embeddings import cosine_similarity_matrix, one_hot_embed, sinusoidal_positions
-from course_lib.exercises import check_function
+from course_lib.exercises import check_function, checker_hint, show_hint
 
-__all__ = ["check_one_hot_lookup", "check_sinusoidal", "check_cosine_matrix", "check_rope_2d"]
+__all__ = ["check_one_hot_lookup", "check_sinusoidal", "check_cosine_matrix", "check_rope_2d", "hint", "HINTS"]
+
+#: exercise number -> hints, first what to think about, then closer to the method (never the code).
+HINTS: dict[int, tuple[str, ...]] = {
+    1: (
+        "a one-hot vector for id i, multiplied by the weight matrix, picks row i. The shape goes from "
+        "ids.shape to ids.shape + (V,), then to ids.shape + (d,). Watch the dtype: one-hot vectors come out "
+        "as integers.",
+        "make one-hot vectors with as many classes as weight has rows, convert them to weight's float dtype, "
+        "then matrix-multiply them by weight (the product acts on the last dimension, so any shape of ids "
+        "works).",
+    ),
+    2: (
+        "columns come in pairs that share one frequency: pair i (columns 2i and 2i + 1) uses the angle "
+        "position / 10000^(2i / d_model); the even column holds its sine, the odd column its cosine.",
+        "build a column of positions and a row of the d_model / 2 frequencies, multiply them with "
+        "broadcasting to get every angle at once, then fill the even columns of an empty (n_positions, "
+        "d_model) table with the sines and the odd columns with the cosines.",
+    ),
+    3: (
+        "cosine similarity is a dot product divided by both lengths. If every row already had length 1, all N "
+        "x M cosines would be a single matrix product.",
+        "divide each row of a and of b by its own norm (over the last dim, keeping that dim so it "
+        "broadcasts), then multiply a's unit rows by the transpose of b's unit rows: (N, d) times (d, M).",
+    ),
+    4: (
+        "rotating a 2-D vector by an angle mixes its two coordinates with the cosine and the sine of that "
+        "angle; here the angle is position times theta, and the vector's length must not change.",
+        "the new x is x cos a minus y sin a, the new y is x sin a plus y cos a; stack the two numbers into a "
+        "tensor of shape (2,) with v's dtype.",
+    ),
+}
+
+
+def hint(exercise: int, level: int = 2) -> str:
+    """The hints of exercise 1 to 4 up to `level` (1: what to think about, 2: the method), printed and returned."""
+    return show_hint(HINTS, exercise, level, chapter="ch02")
 
 
 def _weights(v: int, d: int, seed: int) -> torch.Tensor:
@@ -30,8 +66,7 @@ def check_one_hot_lookup(fn: Callable) -> bool | None:
     ]
     return check_function(
         fn, one_hot_embed, cases, name="one-hot lookup", atol=1e-5, rtol=1e-5,
-        hint="torch.nn.functional.one_hot(ids, num_classes=weight.shape[0]) gives integers: "
-        "convert with .float() (or .to(weight.dtype)) before the @ with weight.",
+        hint=checker_hint(HINTS, 1, "ch02"),
     )
 
 
@@ -40,8 +75,7 @@ def check_sinusoidal(fn: Callable) -> bool | None:
     cases = [(1, 2), (2, 4), (10, 8), (50, 32)]
     return check_function(
         fn, sinusoidal_positions, cases, name="sinusoidal positions", atol=1e-4, rtol=1e-4,
-        hint="angle[pos, i] = pos / 10000 ** (2*i / d_model) for i in range(d_model // 2); "
-        "even columns pe[:, 0::2] get sin(angle), odd columns pe[:, 1::2] get cos(angle).",
+        hint=checker_hint(HINTS, 2, "ch02"),
     )
 
 
@@ -55,7 +89,7 @@ def check_cosine_matrix(fn: Callable) -> bool | None:
     ]
     return check_function(
         fn, cosine_similarity_matrix, cases, name="cosine similarity matrix", atol=1e-5, rtol=1e-4,
-        hint="divide every row by its length (a / a.norm(dim=-1, keepdim=True)), same for b, then a_unit @ b_unit.T.",
+        hint=checker_hint(HINTS, 3, "ch02"),
     )
 
 
@@ -76,6 +110,5 @@ def check_rope_2d(fn: Callable) -> bool | None:
     ]
     return check_function(
         fn, _rope_2d_reference, cases, name="RoPE in 2-D", atol=1e-5, rtol=1e-5,
-        hint="(x, y) -> (x cos a - y sin a, x sin a + y cos a) with a = position * theta; "
-        "use math.cos / math.sin or torch.cos on a tensor, and return a tensor of shape (2,).",
+        hint=checker_hint(HINTS, 4, "ch02"),
     )

@@ -12,9 +12,47 @@ from typing import Callable
 import torch
 
 from course_lib.attention import causal_mask, scaled_dot_product_attention
-from course_lib.exercises import check_function
+from course_lib.exercises import check_function, checker_hint, show_hint
 
-__all__ = ["check_attention_weights", "check_causal_mask", "check_split_heads", "check_masked_attention"]
+__all__ = ["check_attention_weights", "check_causal_mask", "check_split_heads", "check_masked_attention",
+           "hint", "HINTS"]
+
+#: exercise number -> hints, first what to think about, then closer to the method (never the code).
+HINTS: dict[int, tuple[str, ...]] = {
+    1: (
+        "each query is scored against each key by a dot product, a (T_q, T_k) table; the scores are divided "
+        "by the square root of d_k before the softmax, and the softmax runs over the keys, so each row sums "
+        "to 1.",
+        "matrix-multiply q by the transpose of k, scale by 1 over the square root of q's last dimension, then "
+        "take the softmax along the last dimension.",
+    ),
+    2: (
+        "the t_q queries are the LAST t_q positions: query i sits at absolute position i + (t_k - t_q) and "
+        "sees every key up to and including that position. When t_q equals t_k this is the usual lower "
+        "triangle.",
+        "start from an all-True (t_q, t_k) bool matrix and keep its lower triangle, shifted right by t_k - "
+        "t_q diagonals (the lower-triangle function takes a diagonal offset); the result must be torch.bool.",
+    ),
+    3: (
+        "head h owns columns h*hs to (h+1)*hs - 1 of every position (hs is d_model / n_heads): first cut each "
+        "position's vector into n_heads slices, then move the head axis in front of the time axis. Reshaping "
+        "straight to (B, n_heads, T, hs) mixes positions up.",
+        "reshape to (B, T, n_heads, hs), which keeps each position's slices together, then swap dimensions 1 "
+        "and 2.",
+    ),
+    4: (
+        "exercise 1 plus two things: a masked-out key must get weight exactly 0 after the softmax (which "
+        "score has an exponential of 0?), and every transpose must act on the last two dimensions so batch "
+        "dims work.",
+        "scores: q times k transposed on its last two dims, over the square root of d_k; fill the scores "
+        "where the mask is False with minus infinity; softmax over the last dim; multiply the weights by v.",
+    ),
+}
+
+
+def hint(exercise: int, level: int = 2) -> str:
+    """The hints of exercise 1 to 4 up to `level` (1: what to think about, 2: the method), printed and returned."""
+    return show_hint(HINTS, exercise, level, chapter="ch03")
 
 
 def _randn(*shape: int, seed: int) -> torch.Tensor:
@@ -34,7 +72,7 @@ def check_attention_weights(fn: Callable) -> bool | None:
     ]
     return check_function(
         fn, _weights_reference, cases, name="attention weights", atol=1e-5, rtol=1e-4,
-        hint="scores = q @ k.T / math.sqrt(q.shape[-1]); then torch.softmax(scores, dim=-1) (each row sums to 1).",
+        hint=checker_hint(HINTS, 1, "ch03"),
     )
 
 
@@ -43,8 +81,7 @@ def check_causal_mask(fn: Callable) -> bool | None:
     cases = [(1, 1), (3, 3), (5, 5), (1, 4), (2, 5), (3, 7)]
     return check_function(
         fn, causal_mask, cases, name="causal mask with a cache",
-        hint="query i sits at absolute position i + (t_k - t_q) and may see keys j <= that position: "
-        "torch.ones(t_q, t_k, dtype=torch.bool).tril(diagonal=t_k - t_q). Return dtype torch.bool.",
+        hint=checker_hint(HINTS, 2, "ch03"),
     )
 
 
@@ -63,8 +100,7 @@ def check_split_heads(fn: Callable) -> bool | None:
     ]
     return check_function(
         fn, _split_heads_reference, cases, name="split heads",
-        hint="x.view(B, T, n_heads, d_model // n_heads) then .transpose(1, 2): head h holds "
-        "columns h*hs ... (h+1)*hs - 1 of every position. (A plain .view(B, n_heads, T, hs) mixes positions up.)",
+        hint=checker_hint(HINTS, 3, "ch03"),
     )
 
 
@@ -82,6 +118,5 @@ def check_masked_attention(fn: Callable) -> bool | None:
     ]
     return check_function(
         fn, _masked_reference, cases, name="masked attention", atol=1e-5, rtol=1e-4,
-        hint="scores = q @ k.transpose(-2, -1) / math.sqrt(d_k); scores = scores.masked_fill(~mask, float('-inf')); "
-        "weights = softmax(scores, dim=-1); return weights @ v. Use transpose(-2, -1), not .T, so batch dims work.",
+        hint=checker_hint(HINTS, 4, "ch03"),
     )

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from course_lib.exercises import check_function
+from course_lib.exercises import check_function, checker_hint, show_hint
 from course_lib.layers import TransformerBlock
 
 __all__ = [
@@ -25,7 +25,48 @@ __all__ = [
     "check_block_flops",
     "reference_block_params",
     "reference_block_flops",
+    "hint",
+    "HINTS",
 ]
+
+#: exercise number -> hints, first what to think about, then closer to the method (never the code).
+HINTS: dict[int, tuple[str, ...]] = {
+    1: (
+        "normalise each token's vector on its own: subtract its mean, divide by its standard deviation (eps "
+        "goes inside the square root), then scale and shift each feature. The variance is the biased one: "
+        "divide by d, not d - 1.",
+        "take the mean and the variance over the last dim with keepdim, so they broadcast, asking for the "
+        "biased variance (unbiased off); centre x, divide by the square root of variance plus eps, times "
+        "weight, plus bias.",
+    ),
+    2: (
+        "RMSNorm drops the centring: no mean is subtracted and there is no bias. Divide each token's vector "
+        "by its root mean square (eps inside the root), then scale by weight.",
+        "square x, average over the last dim keeping the dim, add eps, take the square root; divide x by it "
+        "and multiply by weight.",
+    ),
+    3: (
+        "count layer by layer: a linear layer from n to m features has n*m weights and m biases, a LayerNorm "
+        "of size d has d weights and d biases. The heads only split d_model, so their number changes no "
+        "count.",
+        "attention has 4 linear layers d_model to d_model (query, key, value, output), with biases; the "
+        "feed-forward has d_model to d_ff and d_ff to d_model, with biases; there are two LayerNorms. Add "
+        "them up as a formula in d_model and d_ff.",
+    ),
+    4: (
+        "only matrix products count, and an (m x k) by (k x n) product costs 2*m*k*n FLOPs. List every product "
+        "of the block's forward pass: the projections, the two products inside attention, the feed-forward "
+        "layers.",
+        "four projections, each (B*T x d_model) by (d_model x d_model); the scores Q K^T and weights times V, each "
+        "B x T x T x d_model multiply-adds over all heads together (the heads split d_model, so their count "
+        "cancels); two feed-forward layers of B*T x d_model x d_ff each. Double each and add.",
+    ),
+}
+
+
+def hint(exercise: int, level: int = 2) -> str:
+    """The hints of exercise 1 to 4 up to `level` (1: what to think about, 2: the method), printed and returned."""
+    return show_hint(HINTS, exercise, level, chapter="ch04")
 
 
 def _tensors(seed: int, *shapes: tuple[int, ...]) -> list[torch.Tensor]:
@@ -52,8 +93,7 @@ def check_layer_norm(fn: Callable) -> bool | None:
     ]
     return check_function(
         fn, _ref_layer_norm, cases, name="LayerNorm", atol=1e-4, rtol=1e-4,
-        hint="mean = x.mean(-1, keepdim=True); var = x.var(-1, keepdim=True, unbiased=False) (the biased variance); "
-        "(x - mean) / torch.sqrt(var + eps) * weight + bias.",
+        hint=checker_hint(HINTS, 1, "ch04"),
     )
 
 
@@ -68,7 +108,7 @@ def check_rms_norm(fn: Callable) -> bool | None:
     ]
     return check_function(
         fn, _ref_rms_norm, cases, name="RMSNorm", atol=1e-4, rtol=1e-4,
-        hint="no mean is subtracted: rms = torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps); return x / rms * weight.",
+        hint=checker_hint(HINTS, 2, "ch04"),
     )
 
 
@@ -83,8 +123,7 @@ def check_block_params(fn: Callable) -> bool | None:
     cases = [(4, 16), (64, 256), (128, 512), (768, 3072), (100, 50)]
     return check_function(
         fn, reference_block_params, cases, name="block parameters",
-        hint="attention: 4 linear layers d_model -> d_model, each with a bias; feed-forward: d_model -> d_ff "
-        "and d_ff -> d_model, with biases; two LayerNorms, each with a weight and a bias of size d_model.",
+        hint=checker_hint(HINTS, 3, "ch04"),
     )
 
 
@@ -103,7 +142,5 @@ def check_block_flops(fn: Callable) -> bool | None:
     cases = [(1, 1, 4, 16), (2, 8, 16, 64), (1, 32, 16, 64), (3, 5, 24, 40)]
     return check_function(
         fn, reference_block_flops, cases, name="block FLOPs",
-        hint="a (m x k) @ (k x n) product costs 2*m*k*n FLOPs. Count q, k, v and output projections "
-        "(each B*T x d_model x d_model), the scores Q K^T and weights @ V (each B x T x T x d_model over all heads), "
-        "and the two feed-forward layers (B*T x d_model x d_ff each).",
+        hint=checker_hint(HINTS, 4, "ch04"),
     )

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from course_lib.exercises import check_function
+from course_lib.exercises import check_function, checker_hint, show_hint
 from course_lib.generation import top_k_filter, top_p_filter
 from course_lib.metrics import perplexity
 
@@ -27,7 +27,60 @@ __all__ = [
     "check_temperature_softmax",
     "check_top_k_probs",
     "check_top_p_probs",
+    "hint",
+    "HINTS",
 ]
+
+#: exercise number -> hints, first what to think about, then closer to the method (never the code).
+HINTS: dict[int, tuple[str, ...]] = {
+    1: (
+        "next-token prediction pairs each token with the one after it: the last token has no target and the "
+        "first token is nobody's target, so both tensors are one shorter than ids.",
+        "two slices of ids: the inputs leave out the last token, the targets leave out the first; give them "
+        "back as a tuple.",
+    ),
+    2: (
+        "row i is query i, column j is key j; query i may see itself and everything before it (j <= i): a "
+        "triangle of True values in the lower left, including the diagonal.",
+        "build a (T, T) all-True bool matrix and keep its lower triangle (torch has a function for that).",
+    ),
+    3: (
+        "cross-entropy is the mean, over all B*T positions, of minus the log-probability the model gave to "
+        "the right token. F.cross_entropy wants (N, V) logits and (N,) targets, so B and T must be merged "
+        "first.",
+        "reshape the logits to (B*T, V) and the targets to (B*T,) and call F.cross_entropy; or by hand: "
+        "log_softmax over V, pick each target's entry with gather on the last dim, average minus those.",
+    ),
+    4: (
+        "the loss is a mean natural-log loss. Perplexity is the number of equally likely choices that would "
+        "give that loss; bits per character measure the same loss with base-2 logs.",
+        "perplexity is the exponential of the loss; to turn nats into bits, divide by the natural log of 2 "
+        "(the math module has both).",
+    ),
+    5: (
+        "temperature rescales the logits, not the probabilities: below 1 it sharpens the distribution, above "
+        "1 it flattens it. The order of the two steps matters.",
+        "divide the logits by the temperature first, then take the softmax over the last dimension.",
+    ),
+    6: (
+        "find the k-th largest logit: every token below it is out, ties at that value stay in. Removed tokens "
+        "get probability exactly 0 and the kept ones must sum to 1.",
+        "topk gives the k largest values; the smallest of them is the threshold. Set the logits below it to "
+        "minus infinity, then take the softmax.",
+    ),
+    7: (
+        "rank the tokens by probability and keep adding them until the kept mass reaches p. A token stays "
+        "when the mass of the tokens ranked ABOVE it is still below p, so the top token always stays.",
+        "sort the probabilities in descending order, take the cumulative sum, subtract each token's own "
+        "probability to get the mass above it, keep where that is below p, map the keep mask back to the "
+        "original order, zero the rest and renormalise.",
+    ),
+}
+
+
+def hint(exercise: int, level: int = 2) -> str:
+    """The hints of exercise 1 to 7 up to `level` (1: what to think about, 2: the method), printed and returned."""
+    return show_hint(HINTS, exercise, level, chapter="ch06")
 
 
 def _logits(seed: int, *shape: int, scale: float = 2.0) -> torch.Tensor:
@@ -73,7 +126,7 @@ def check_shift_targets(fn: Callable) -> bool | None:
     ]
     return check_function(
         fn, _ref_shift, cases, name="shift targets",
-        hint="inputs are every token but the last, targets every token but the first: ids[:-1], ids[1:].",
+        hint=checker_hint(HINTS, 1, "ch06"),
     )
 
 
@@ -81,7 +134,7 @@ def check_causal_mask(fn: Callable) -> bool | None:
     """Exercise 2: fn(T) -> bool (T, T), True where query i may attend to key j (j <= i)."""
     return check_function(
         fn, _ref_mask, [(1,), (4,), (9,)], name="causal mask",
-        hint="row i (a query) may see columns 0..i: torch.tril(torch.ones(T, T, dtype=torch.bool)).",
+        hint=checker_hint(HINTS, 2, "ch06"),
     )
 
 
@@ -95,8 +148,7 @@ def check_lm_loss(fn: Callable) -> bool | None:
     ]
     return check_function(
         fn, _ref_lm_loss, cases, name="language-model loss", atol=1e-5, rtol=1e-5,
-        hint="flatten to (B*T, V) and (B*T,), then F.cross_entropy; or by hand: "
-        "-(log_softmax(logits, -1).gather(-1, targets[..., None])).mean().",
+        hint=checker_hint(HINTS, 3, "ch06"),
     )
 
 
@@ -105,7 +157,7 @@ def check_perplexity_and_bpc(fn: Callable) -> bool | None:
     cases = [(math.log(65),), (1.0,), (1.5,), (2.0,)]
     return check_function(
         fn, _ref_ppl_bpc, cases, name="perplexity and bits per character", atol=1e-6, rtol=1e-6,
-        hint="perplexity = math.exp(loss); a nat is 1/ln 2 bits, so bits = loss / math.log(2).",
+        hint=checker_hint(HINTS, 4, "ch06"),
     )
 
 
@@ -119,7 +171,7 @@ def check_temperature_softmax(fn: Callable) -> bool | None:
     ]
     return check_function(
         fn, _ref_temperature, cases, name="temperature softmax", atol=1e-6, rtol=1e-5,
-        hint="divide the logits by the temperature BEFORE the softmax: torch.softmax(logits / temperature, dim=-1).",
+        hint=checker_hint(HINTS, 5, "ch06"),
     )
 
 
@@ -133,7 +185,7 @@ def check_top_k_probs(fn: Callable) -> bool | None:
     ]
     return check_function(
         fn, _ref_top_k, cases, name="top-k probabilities", atol=1e-6, rtol=1e-5,
-        hint="kth = torch.topk(logits, k).values[-1]; set logits < kth to -inf; then softmax.",
+        hint=checker_hint(HINTS, 6, "ch06"),
     )
 
 
@@ -148,6 +200,5 @@ def check_top_p_probs(fn: Callable) -> bool | None:
     ]
     return check_function(
         fn, _ref_top_p, cases, name="top-p (nucleus) probabilities", atol=1e-6, rtol=1e-5,
-        hint="sort the probabilities in descending order; a token is kept when the mass of the tokens ranked "
-        "ABOVE it is still < p (so the top token is always kept); zero the rest and renormalise.",
+        hint=checker_hint(HINTS, 7, "ch06"),
     )

@@ -11,10 +11,47 @@ from typing import Callable
 
 import torch
 
-from course_lib.exercises import check_function
+from course_lib.exercises import check_function, checker_hint, show_hint
 from course_lib.moe import expert_capacity, expert_choice_route, load_balancing_loss, token_choice_route
 
-__all__ = ["check_top_k_gates", "check_capacity", "check_load_balancing_loss", "check_expert_choice"]
+__all__ = ["check_top_k_gates", "check_capacity", "check_load_balancing_loss", "check_expert_choice", "hint", "HINTS"]
+
+#: exercise number -> hints, first what to think about, then closer to the method (never the code).
+HINTS: dict[int, tuple[str, ...]] = {
+    1: (
+        "three steps per token: probabilities over the experts, keep only the k largest, rescale those k to "
+        "sum to 1. Everything else in the (N, E) output is 0, and each kept value stays in its own expert's "
+        "column.",
+        "softmax over the last dim; topk along it gives values and indices; divide the values by their sum; "
+        "write them into a zero (N, E) tensor at those indices (scatter along dim 1).",
+    ),
+    2: (
+        "count the choices: n_tokens tokens make k choices each, spread over n_experts experts, times the "
+        "capacity factor. An expert cannot take a fraction of a token, so round up.",
+        "multiply the factor, n_tokens and k, divide by n_experts, take the ceiling (math.ceil) and give back "
+        "an int.",
+    ),
+    3: (
+        "f_e is the share of all N*k choices that went to expert e (counted choices, not probabilities); P_e "
+        "is the router's mean probability for e over the tokens. The loss is E times the sum of f_e P_e: 1 "
+        "when both are uniform.",
+        "count each expert in expert_index (one-hot over E summed over both axes, or bincount) and divide by "
+        "the number of entries; average probs over the tokens (dim 0); multiply elementwise, sum, times E.",
+    ),
+    4: (
+        "turn the question around: the softmax is still over experts for each token, but now each EXPERT "
+        "picks its capacity best tokens, looking down its column of the (N, E) probabilities. A token may be "
+        "taken by several experts or by none.",
+        "transpose the probabilities to (E, N), take topk of size capacity along the tokens, then write the "
+        "chosen probabilities into a zero (N, E) tensor at their (token, expert) places: transpose indices "
+        "and values back and scatter along dim 0.",
+    ),
+}
+
+
+def hint(exercise: int, level: int = 2) -> str:
+    """The hints of exercise 1 to 4 up to `level` (1: what to think about, 2: the method), printed and returned."""
+    return show_hint(HINTS, exercise, level, chapter="ch09")
 
 
 def _logits(seed: int, n: int, e: int, scale: float = 2.0) -> torch.Tensor:
@@ -39,8 +76,7 @@ def check_top_k_gates(fn: Callable) -> bool | None:
     ]
     return check_function(
         fn, _ref_top_k_gates, cases, name="top-k gates", atol=1e-5, rtol=1e-5,
-        hint="probs = logits.softmax(-1); vals, idx = probs.topk(k, dim=-1); vals = vals / vals.sum(-1, keepdim=True); "
-        "then torch.zeros_like(probs).scatter(1, idx, vals).",
+        hint=checker_hint(HINTS, 1, "ch09"),
     )
 
 
@@ -49,8 +85,7 @@ def check_capacity(fn: Callable) -> bool | None:
     cases = [(64, 4, 1.0, 1), (64, 4, 1.25, 2), (100, 8, 1.0, 2), (2048, 4, 2.0, 1), (10, 4, 1.0, 1)]
     return check_function(
         fn, expert_capacity, cases, name="expert capacity",
-        hint="each of the n_tokens tokens makes k choices; shared by n_experts experts, times the factor; "
-        "round UP with math.ceil and return an int.",
+        hint=checker_hint(HINTS, 2, "ch09"),
     )
 
 
@@ -64,8 +99,7 @@ def check_load_balancing_loss(fn: Callable) -> bool | None:
     cases.append((uniform, torch.arange(8)[:, None] % 4))
     return check_function(
         fn, load_balancing_loss, cases, name="load-balancing loss", atol=1e-5, rtol=1e-5,
-        hint="f = F.one_hot(expert_index, E).sum((0, 1)).float() / expert_index.numel(); P = probs.mean(0); "
-        "return E * (f * P).sum().",
+        hint=checker_hint(HINTS, 3, "ch09"),
     )
 
 
@@ -74,6 +108,5 @@ def check_expert_choice(fn: Callable) -> bool | None:
     cases = [(_logits(20, 6, 2), 3), (_logits(21, 16, 4), 4), (_logits(22, 12, 4), 12), (_logits(23, 9, 3), 1)]
     return check_function(
         fn, _ref_expert_choice, cases, name="expert choice", atol=1e-5, rtol=1e-5,
-        hint="probs = logits.softmax(-1) (over experts, per token); g, idx = probs.t().topk(capacity, dim=-1) "
-        "(each expert's best tokens); then torch.zeros_like(probs).scatter(0, idx.t(), g.t()).",
+        hint=checker_hint(HINTS, 4, "ch09"),
     )

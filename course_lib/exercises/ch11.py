@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from course_lib.cli import parse_override, shard_batch
-from course_lib.exercises import ExerciseError, check_function
+from course_lib.exercises import ExerciseError, check_function, checker_hint, show_hint
 
 __all__ = [
     "check_shard",
@@ -25,7 +25,45 @@ __all__ = [
     "check_corpus_perplexity",
     "reference_nearest",
     "reference_corpus_perplexity",
+    "hint",
+    "HINTS",
 ]
+
+#: exercise number -> hints, first what to think about, then closer to the method (never the code).
+HINTS: dict[int, tuple[str, ...]] = {
+    1: (
+        "each of the world_size processes gets the same number of rows, B / world_size, in one contiguous "
+        "block; process rank gets the rank-th block, so the blocks of ranks 0, 1, ... in order give back the "
+        "batch.",
+        "get the block size by integer division of the batch's first dimension by world_size, then slice the "
+        "rows from rank times the size up to (rank + 1) times the size.",
+    ),
+    2: (
+        "split only at the FIRST '=' (a value may contain '=' too), split the key at each '.', and try to "
+        "read the value as JSON (a number, null, a bool, a list); when it is not valid JSON, keep the raw "
+        "string.",
+        "str.partition splits at the first separator; json.loads reads the value; catch json.JSONDecodeError "
+        "and fall back to the raw text.",
+    ),
+    3: (
+        "cosine similarity ignores lengths, a plain dot product favours long rows. Make the query and every "
+        "row unit length first; then the most similar rows are those with the largest dot products.",
+        "normalise the index rows and the query along the last dim (F.normalize), multiply the (N, d) index "
+        "by the (d,) query to get N similarities, and take the indices of the k largest with topk (best "
+        "first).",
+    ),
+    4: (
+        "a batch mean hides the batch's size: a batch of 128 tokens must weigh 128 times more than a batch of "
+        "1. Average over tokens, not over batches, and exponentiate only at the end.",
+        "multiply each mean loss by its token count to get that batch's total loss, add the totals, divide by "
+        "the total number of tokens, then take the exponential.",
+    ),
+}
+
+
+def hint(exercise: int, level: int = 2) -> str:
+    """The hints of exercise 1 to 4 up to `level` (1: what to think about, 2: the method), printed and returned."""
+    return show_hint(HINTS, exercise, level, chapter="ch11")
 
 
 def check_shard(fn: Callable) -> bool | None:
@@ -34,7 +72,7 @@ def check_shard(fn: Callable) -> bool | None:
     cases = [(x, 0, 2), (x, 1, 2), (x, 3, 4), (x, 0, 1), (torch.arange(6), 2, 3)]
     ok = check_function(
         fn, shard_batch, cases, name="shard",
-        hint="n = batch.size(0) // world_size; return batch[rank * n : (rank + 1) * n]",
+        hint=checker_hint(HINTS, 1, "ch11"),
     )
     if ok:  # the shards of all ranks, put back together, must be the global batch
         joined = torch.cat([fn(x, r, 4) for r in range(4)])
@@ -56,8 +94,7 @@ def check_parse_override(fn: Callable) -> bool | None:
     ]
     return check_function(
         fn, parse_override, cases, name="parse_override",
-        hint="key, _, raw = text.partition('='); parts = key.split('.'); try json.loads(raw) and fall back to raw "
-        "on json.JSONDecodeError. partition splits at the FIRST '=' only.",
+        hint=checker_hint(HINTS, 2, "ch11"),
     )
 
 
@@ -79,8 +116,7 @@ def check_nearest(fn: Callable) -> bool | None:
     ]
     return check_function(
         fn, reference_nearest, cases, name="nearest",
-        hint="normalise both (F.normalize(x, dim=-1)), take index_n @ query_n (N,), then .topk(k).indices. "
-        "Without normalising you get the dot product, which favours long vectors.",
+        hint=checker_hint(HINTS, 3, "ch11"),
     )
 
 
@@ -100,6 +136,5 @@ def check_corpus_perplexity(fn: Callable) -> bool | None:
     ]
     return check_function(
         fn, reference_corpus_perplexity, cases, name="corpus perplexity", rtol=1e-6, atol=1e-9,
-        hint="undo the means first: total = sum(loss * n); then math.exp(total / sum(n_tokens)). "
-        "Averaging the batch means (or the batch perplexities) is wrong when batches differ in size.",
+        hint=checker_hint(HINTS, 4, "ch11"),
     )

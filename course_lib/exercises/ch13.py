@@ -18,7 +18,7 @@ import torch
 
 from course_lib.attention import repeat_kv
 from course_lib.embeddings import apply_rotary, rotary_angles
-from course_lib.exercises import check_function
+from course_lib.exercises import check_function, checker_hint, show_hint
 from course_lib.gguf import dequantize, quantize
 
 __all__ = ["check_repeat_kv", "check_dequantize_q4_1_block", "check_rotary_half", "hint", "HINTS",
@@ -49,12 +49,7 @@ HINTS: dict[int, tuple[str, ...]] = {
 
 def hint(exercise: int, level: int = 2) -> str:
     """The hints of exercise 1, 2 or 3 up to `level` (1: what to think about, 2: closer to the method); printed and returned."""
-    if exercise not in HINTS:
-        raise ValueError(f"exercise must be one of {sorted(HINTS)}, got {exercise!r}")
-    tiers = HINTS[exercise][: max(1, int(level))]
-    text = "\n".join(f"Hint {i}: {h}" for i, h in enumerate(tiers, 1))
-    print(text)
-    return text
+    return show_hint(HINTS, exercise, level, chapter="ch13")
 
 
 # ----------------------------------------------------------------------------- exercise 1
@@ -67,7 +62,7 @@ def check_repeat_kv(fn: Callable) -> bool | None:
         (torch.randn(2, 2, 4, 6, generator=g), 4),
         (torch.randn(1, 4, 3, 2, generator=g), 1),  # n_rep = 1: multi-head attention, unchanged
     ]
-    return check_function(fn, repeat_kv, cases, name="repeat_kv", hint=HINTS[1][0] + " More: ch13.hint(1).")
+    return check_function(fn, repeat_kv, cases, name="repeat_kv", hint=checker_hint(HINTS, 1, "ch13"))
 
 
 # ----------------------------------------------------------------------------- exercise 2
@@ -93,7 +88,7 @@ def check_dequantize_q4_1_block(fn: Callable) -> bool | None:
     """Exercise 2: fn(block: 20 bytes) -> the 32 weights (float32 array, tensor or list), as llama.cpp decodes them."""
     return check_function(
         fn, reference_dequantize_q4_1_block, [(b,) for b in _q4_1_blocks()], name="Q4_1 block",
-        atol=1e-6, rtol=1e-6, hint=HINTS[2][0] + " More: ch13.hint(2).",
+        atol=1e-6, rtol=1e-6, hint=checker_hint(HINTS, 2, "ch13"),
     )
 
 
@@ -114,4 +109,4 @@ def check_rotary_half(fn: Callable) -> bool | None:
         (torch.randn(4, 16, generator=g), torch.tensor([7, 3, 3, 0]), 500.0),
     ]
     return check_function(fn, reference_rotary_half, cases, name="rotary (half-split)", atol=1e-4, rtol=1e-4,
-                          hint=HINTS[3][0] + " More: ch13.hint(3).")
+                          hint=checker_hint(HINTS, 3, "ch13"))
