@@ -107,18 +107,9 @@ def main() -> None:
               f"cache {times['cache']:.3f} s -> {speedup:.1f}x (target >= 3x); GPT.forward with a KVCache "
               f"{times['forward_cache']:.3f} s ({times['no_cache'] / times['forward_cache']:.1f}x); same tokens: {same}")
     # 4. What one cached token costs in calls: module calls and ATen operations, readable path vs GPTDecoder.
-    from course_lib.attention import KVCache
-    from course_lib.models import GPTDecoder
-    from course_lib.utils import count_calls
+    from course_lib.models import decoding_call_counts
 
-    with torch.inference_mode():
-        ctx = torch.zeros(1, 5, dtype=torch.long)
-        kv = [KVCache() for _ in model.blocks]
-        model(ctx, cache=kv)
-        readable = count_calls(lambda: model(ctx[:, :1], cache=kv))
-        dec = GPTDecoder(model)
-        dec(ctx)
-        fast = count_calls(lambda: dec(ctx[:, :1]))
+    readable, fast = decoding_call_counts(model)
     results["calls_per_token"] = dict(forward_modules=readable.module_calls, forward_ops=readable.torch_ops,
                                       decoder_modules=fast.module_calls, decoder_ops=fast.torch_ops)
     print(f"[4] one cached token: GPT.forward makes {readable.module_calls} module calls and {readable.torch_ops} "

@@ -46,6 +46,7 @@ __all__ = [
     "GPTConfig",
     "GPT",
     "GPTDecoder",
+    "decoding_call_counts",
     "BertConfig",
     "BERT",
     "BertForMaskedLM",
@@ -326,6 +327,27 @@ class GPT(nn.Module):
         `course_lib.generation.generate` then uses `forward` with a `KVCache` per layer.
         """
         return GPTDecoder(self) if GPTDecoder.covers(self) else None
+
+
+def decoding_call_counts(model: "GPT", context: int = 5) -> tuple[Any, Any]:
+    """What one cached token costs in calls: (`GPT.forward` with a KVCache, `GPTDecoder`), each a
+    `course_lib.utils.CallCount` of module calls and ATen operations, after a `context`-token prompt.
+
+    >>> # readable, fast = decoding_call_counts(gpt); readable.module_calls, fast.torch_ops
+    """
+    from course_lib.attention import KVCache
+    from course_lib.utils import count_calls
+
+    model = model.eval()
+    ctx = torch.zeros(1, context, dtype=torch.long)
+    with torch.inference_mode():
+        cache = [KVCache() for _ in model.blocks]
+        model(ctx, cache=cache)
+        readable = count_calls(lambda: model(ctx[:, :1], cache=cache))
+        decoder = GPTDecoder(model)
+        decoder(ctx)
+        fast = count_calls(lambda: decoder(ctx[:, :1]))
+    return readable, fast
 
 
 class GPTDecoder:

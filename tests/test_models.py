@@ -152,19 +152,10 @@ def test_gpt_decoder_gives_the_logits_of_forward_with_a_cache(kw):
 def test_call_counts_stated_for_one_decoding_step():
     # GPTDecoder's docstring and the README quote these counts for the notebook's char-shakespeare GPT:
     # one cached token through GPT.forward vs through GPTDecoder.
-    from course_lib.attention import KVCache
-    from course_lib.utils import count_calls
+    from course_lib.models import decoding_call_counts
 
     torch.manual_seed(0)
-    model = GPT(GPTConfig.preset("char-shakespeare", vocab_size=65)).eval()
-    x = torch.zeros(1, 5, dtype=torch.long)
-    with torch.inference_mode():
-        cache = [KVCache() for _ in model.blocks]
-        model(x, cache=cache)
-        readable = count_calls(lambda: model(x[:, :1], cache=cache))
-        decoder = GPTDecoder(model)
-        decoder(x)
-        fast = count_calls(lambda: decoder(x[:, :1]))
+    readable, fast = decoding_call_counts(GPT(GPTConfig.preset("char-shakespeare", vocab_size=65)))
     assert (readable.module_calls, readable.torch_ops) == (49, 117)
     assert (fast.module_calls, fast.torch_ops) == (0, 82)
     doc = " ".join(GPTDecoder.__doc__.split())
