@@ -1,10 +1,14 @@
-"""Evaluation numbers: perplexity, accuracy, corpus BLEU, edit distance, WER and PER.
+"""Evaluation numbers: perplexity, accuracy, corpus BLEU, edit distance, WER and PER, and how sure they are.
 
 Everything is written from scratch in plain Python/PyTorch; the tests check BLEU against
 `sacrebleu` (tokenize="none") and perplexity against `torch.nn.functional.cross_entropy`.
 
 Leaves out: BLEU's own tokenizers (we take pre-tokenized, space-separated text or token
 lists), chrF, ROUGE and METEOR. See notebooks 06, 07 and 11.
+
+Uncertainty: `wilson_interval` / `accuracy_interval` for one method's accuracy, and for two methods
+scored on the same items `paired_bootstrap` (an interval for the difference) and `mcnemar_test`
+(exact p-value). See notebooks 07, 08, 10 and 14.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ __all__ = [
     "phoneme_error_rate",
     "sequence_error_rate",
     "strip_stress",
+    "wilson_interval",
+    "accuracy_interval",
+    "paired_bootstrap",
+    "mcnemar_test",
 ]
 
 
@@ -287,3 +295,93 @@ def sequence_error_rate(predictions: Sequence, references: Sequence) -> float:
         all(_tokens(p) != _tokens(r) for r in refs) for p, refs in zip(predictions, _as_reference_lists(references))
     )
     return wrong / len(predictions)
+
+
+# ----------------------------------------------------------------------------- uncertainty
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95% for z=1.96) for an accuracy of k correct out of n.
+
+    Better than p ± z·sqrt(p(1-p)/n) near 0 and 1 and for small n (it never leaves [0, 1]).
+    >>> [round(x, 3) for x in wilson_interval(50, 100)]
+    [0.404, 0.596]
+    """
+    if isinstance(n, bool) or isinstance(k, bool) or not isinstance(n, int) or n < 1 or not isinstance(k, int) or not 0 <= k <= n:
+        raise ValueError(f"need integers 0 <= k <= n with n >= 1, got k={k!r}, n={n!r}")
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _as_correct(correct: Sequence[bool] | torch.Tensor, name: str = "correct") -> torch.Tensor:
+    c = torch.as_tensor(correct).flatten()
+    if c.numel() == 0:
+        raise ValueError(f"{name} is empty")
+    if c.dtype != torch.bool and not bool(((c == 0) | (c == 1)).all()):
+        raise ValueError(f"{name} must hold booleans (or 0/1), got values such as {c[:5].tolist()}")
+    return c.bool()
+
+
+def accuracy_interval(correct: Sequence[bool] | torch.Tensor, z: float = 1.96) -> tuple[float, float, float]:
+    """(accuracy, low, high): the Wilson score interval (95% for z=1.96) of a fraction of correct items.
+
+    >>> [round(x, 3) for x in accuracy_interval([True] * 80 + [False] * 20)]
+    [0.8, 0.711, 0.867]
+    """
+    c = _as_correct(correct)
+    k, n = int(c.sum()), c.numel()
+    low, high = wilson_interval(k, n, z)
+    return k / n, low, high
+
+
+def _paired(correct_a: Sequence[bool] | torch.Tensor, correct_b: Sequence[bool] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    a, b = _as_correct(correct_a, "correct_a"), _as_correct(correct_b, "correct_b")
+    if a.shape != b.shape:
+        raise ValueError(f"A and B must be scored on the same items, got {a.numel()} and {b.numel()}")
+    return a, b
+
+
+def paired_bootstrap(
+    correct_a: Sequence[bool] | torch.Tensor,
+    correct_b: Sequence[bool] | torch.Tensor,
+    n_boot: int = 10_000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, float]:
+    """Accuracy of A minus accuracy of B on the same items, with a paired bootstrap interval.
+
+    Resamples the items (the same resample for both methods, which keeps their pairing) `n_boot`
+    times; the interval is the central `level` range of the resampled differences.
+    -> {"diff", "low", "high"}. An interval that contains 0 means: not significant at that level.
+    >>> r = paired_bootstrap([1, 1, 0, 0] * 25, [1, 0, 1, 0] * 25); r["diff"], r["low"] < 0 < r["high"]
+    (0.0, True)
+    """
+    a, b = _paired(correct_a, correct_b)
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 100:
+        raise ValueError(f"n_boot must be an int >= 100, got {n_boot!r}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    d = a.double() - b.double()  # (N,) per-item difference: -1, 0 or +1
+    g = torch.Generator().manual_seed(seed)
+    diffs = []
+    for start in range(0, n_boot, 1000):  # chunks keep memory small
+        idx = torch.randint(0, d.numel(), (min(1000, n_boot - start), d.numel()), generator=g)
+        diffs.append(d[idx].mean(1))
+    tail = (1.0 - level) / 2
+    low, high = torch.quantile(torch.cat(diffs), torch.tensor([tail, 1.0 - tail], dtype=torch.float64)).tolist()
+    return {"diff": float(d.mean()), "low": low, "high": high}
+
+
+def mcnemar_test(correct_a: Sequence[bool] | torch.Tensor, correct_b: Sequence[bool] | torch.Tensor) -> dict[str, float]:
+    """McNemar's exact test: do A and B differ on the items where exactly one of them is right?
+
+    Counts a_only (A right, B wrong) and b_only; under "no difference" each disagreement is a fair
+    coin, so the two-sided p-value is that of a binomial(a_only + b_only, 1/2).
+    >>> mcnemar_test([1, 1, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0])["p_value"]
+    0.0625
+    """
+    a, b = _paired(correct_a, correct_b)
+    a_only, b_only = int((a & ~b).sum()), int((~a & b).sum())
+    n, k = a_only + b_only, min(a_only, b_only)
+    p = 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+    return {"a_only": a_only, "b_only": b_only, "p_value": p}

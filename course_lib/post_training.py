@@ -15,7 +15,7 @@ by feedback on its own outputs, not by more demonstrations. What is here:
 - `sample_groups`: G sampled completions per prompt, with the mask of the completion tokens.
 - `score`: run a reward function on every sample, with a clear error when it does not return one
   number per sample; `preference_pairs`: DPO pairs (a better and a worse sample of one prompt) from
-  the rewards of sampled groups; `wilson_interval`: a 95% interval for an accuracy.
+  the rewards of sampled groups; `wilson_interval` (from course_lib.metrics): a 95% interval for an accuracy.
 - A task a program can check, for notebook 14: `AdditionTask` (problems such as "123+456=", the
   character vocabulary, the demonstrations), its checker `AdditionTask.reward`, greedy accuracy
   `AdditionTask.evaluate`, and a deliberately flawed reward `AdditionTask.length_reward`.
@@ -39,6 +39,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from course_lib.metrics import wilson_interval  # re-exported: notebook 14 imports it from here
 
 __all__ = [
     "sequence_logprobs",
@@ -353,22 +355,6 @@ def preference_pairs(rewards: torch.Tensor, max_pairs_per_prompt: int | None = N
             pairs.append((i * G + hi, i * G + lo))
             k += 1
     return pairs
-
-
-def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval (95% for z=1.96) for an accuracy of k correct out of n.
-
-    >>> [round(x, 3) for x in wilson_interval(50, 100)]
-    [0.404, 0.596]
-
-    See notebook 14.
-    """
-    if not isinstance(n, int) or n < 1 or not isinstance(k, int) or not 0 <= k <= n:
-        raise ValueError(f"need integers 0 <= k <= n with n >= 1, got k={k!r}, n={n!r}")
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 # ----------------------------------------------------------------------------- the task: addition

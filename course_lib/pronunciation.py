@@ -13,7 +13,9 @@ What is here:
   G2P model uses learned positions, which leaves the embeddings unscaled, and Xavier-uniform
   attention / feed-forward matrices (as `torch.nn.Transformer`) instead of N(0, 0.02);
 - `predict_batch` (greedy, batched), `predict` (greedy or beam search), `evaluate_g2p`
-  (word error rate, phoneme error rate, BLEU on phoneme sequences);
+  (word error rate, phoneme error rate, BLEU on phoneme sequences), `paired_comparison` (two
+  decoders or two models scored on the same words: the WER difference with a 95% paired
+  bootstrap interval and McNemar's exact test);
 - `cross_attention`: which letters each predicted phoneme attended to (an alignment map);
 - `validate_word` and `pronunciation_widget`: type a word, see its phonemes and attention map;
 - `to_torch_transformer` / `torch_transformer_logits`: the same weights in `torch.nn.Transformer`
@@ -45,7 +47,7 @@ __all__ = [
     "load_g2p_pairs", "references", "validate_word",
     "encode_pairs", "G2PBatches",
     "g2p_config", "make_g2p_model",
-    "predict_batch", "predict", "evaluate_g2p", "G2PEvaluator",
+    "predict_batch", "predict", "evaluate_g2p", "paired_comparison", "G2PEvaluator",
     "cross_attention", "plot_alignment", "pronunciation_widget",
     "to_torch_transformer", "torch_transformer_logits",
 ]
@@ -406,6 +408,31 @@ def evaluate_g2p(
         "bleu": corpus_bleu(preds, ref_lists),
         "n_words": len(preds),
     }
+
+
+def paired_comparison(
+    right_a: Sequence[bool], right_b: Sequence[bool], n_boot: int = 10_000, seed: int = 0
+) -> dict[str, float]:
+    """Two methods scored on the SAME words: how much does B change the word error rate, and is it noise?
+
+    right_a[i], right_b[i]: whether A and B got word i right. Returns n, a_only (A right, B wrong),
+    b_only, diff = WER(B) - WER(A) (a fraction: -0.01 = B makes 1 point fewer errors), low / high:
+    the 95% paired bootstrap interval of diff (the words are resampled, the same resample for both
+    methods), and p_value: McNemar's exact test (under "no difference" each word on which exactly one
+    method is right is a fair coin). An interval that contains 0 means: not significant.
+
+    >>> r = paired_comparison([1, 1, 0, 0] * 25, [1, 0, 1, 0] * 25); r["diff"], r["a_only"], r["b_only"], r["p_value"]
+    (0.0, 25, 25, 1.0)
+    """
+    from course_lib.metrics import mcnemar_test, paired_bootstrap
+
+    a, b = [bool(x) for x in right_a], [bool(x) for x in right_b]
+    if not a or len(a) != len(b):
+        raise ValueError(f"need two non-empty score lists on the same words, got {len(a)} and {len(b)}")
+    boot = paired_bootstrap(a, b, n_boot=n_boot, seed=seed)  # accuracy(A) - accuracy(B) = WER(B) - WER(A)
+    test = mcnemar_test(a, b)
+    return {"n": len(a), "a_only": test["a_only"], "b_only": test["b_only"], "diff": boot["diff"],
+            "low": boot["low"], "high": boot["high"], "p_value": test["p_value"]}
 
 
 @dataclass

@@ -124,3 +124,35 @@ def test_word_and_phoneme_error_rates():
 def test_perplexity_of_a_negative_loss_is_an_error():
     with pytest.raises(ValueError, match="cross-entropy >= 0"):
         perplexity(-1.0)
+
+
+def test_wilson_interval_matches_the_formula_and_rejects_bad_counts():
+    from course_lib.metrics import accuracy_interval, wilson_interval
+
+    low, high = wilson_interval(50, 100)
+    assert round(low, 3) == 0.404 and round(high, 3) == 0.596
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    acc, lo, hi = accuracy_interval([True] * 80 + [False] * 20)
+    assert acc == 0.8 and (round(lo, 3), round(hi, 3)) == (0.711, 0.867)
+    for k, n in ((5, 4), (-1, 4), (1, 0), (1.0, 4)):
+        with pytest.raises(ValueError, match="0 <= k <= n"):
+            wilson_interval(k, n)
+    with pytest.raises(ValueError, match="booleans"):
+        accuracy_interval([0, 2, 1])
+
+
+def test_paired_bootstrap_and_mcnemar():
+    from course_lib.metrics import mcnemar_test, paired_bootstrap
+
+    a = [1] * 60 + [0] * 40
+    b = [1] * 40 + [0] * 60  # B loses 20 items that A gets, gains none
+    r = paired_bootstrap(a, b)
+    assert r["diff"] == pytest.approx(0.2) and 0 < r["low"] < 0.2 < r["high"]
+    assert paired_bootstrap(a, b) == r  # seeded: the same interval every time
+    m = mcnemar_test(a, b)
+    assert (m["a_only"], m["b_only"]) == (20, 0) and m["p_value"] == pytest.approx(2 / 2**20)
+    assert mcnemar_test(a, a)["p_value"] == 1.0
+    with pytest.raises(ValueError, match="same items"):
+        paired_bootstrap(a, b[:-1])
+    with pytest.raises(ValueError, match="n_boot"):
+        paired_bootstrap(a, b, n_boot=10)

@@ -1,7 +1,7 @@
 """Checkers for notebook 07 (the encoder-decoder Transformer on spelling -> pronunciation).
 
 Each `check_*` runs the learner's function against a reference on a few cases and keeps the
-contract of `course_lib.exercises`: not attempted -> hint, returns False; wrong -> ExerciseError;
+contract of `course_lib.exercises`: not attempted -> hint, returns None; wrong -> ExerciseError;
 right -> True. References: `course_lib.attention.causal_mask`, the top-k step inside
 `course_lib.generation.beam_search`, and `course_lib.metrics.sequence_error_rate`.
 """
