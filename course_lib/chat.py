@@ -12,8 +12,11 @@ What is here:
   (`render_parts` tells template text from content).
 - `build_instruction_data`: chat examples made from the course's own data (CMU dictionary,
   Rotten Tomatoes, Shakespeare), with train / held-out splits; `pretraining_text` for a base model.
+  `heldout_text`: the same mix from held-out splits, to measure the base model's validation loss.
 - `generate_replies` (stops at `<|im_end|>`), `is_well_formed`, `evaluate_chat`: task accuracy and
   format adherence.
+- `few_shot_prompt`, `complete_lines`, `evaluate_few_shot`: the same held-out questions asked of a base
+  model as plain text with a few solved examples in front (no template, no special tokens).
 - `ChatSession`, `token_stream_html`, `chat_widget`: talk to a model and see the exact token stream it gets.
 
 Leaves out: tool calls, multimodal messages, Jinja itself (we only compare with it), and attention masks
@@ -63,6 +66,10 @@ __all__ = [
     "shakespeare_example",
     "build_instruction_data",
     "pretraining_text",
+    "heldout_text",
+    "few_shot_prompt",
+    "complete_lines",
+    "evaluate_few_shot",
     "generate_replies",
     "reply_text",
     "is_well_formed",
@@ -559,6 +566,117 @@ def pretraining_text(n_chars: int = 200_000, seed: int = 0) -> str:
     return "\n\n".join(parts)
 
 
+def heldout_text(n_chars: int = 30_000, seed: int = 0) -> str:
+    """Plain text like `pretraining_text`, but from held-out data, for a base model's validation loss.
+
+    Shakespeare's validation plays, Rotten Tomatoes' validation split and CMU dictionary validation words
+    (none of them in `pretraining_text` or in `build_instruction_data`'s test prompts but the plays),
+    roughly a third each. See notebook 10.
+    """
+    from course_lib.data import load_cmudict, load_rotten_tomatoes, load_shakespeare
+
+    if not isinstance(n_chars, int) or n_chars < 300:
+        raise ValueError(f"n_chars must be an int >= 300, got {n_chars!r}")
+    rng = random.Random(f"heldout-{seed}")
+    third = n_chars // 3
+    shakespeare = load_shakespeare("val")
+    start = rng.randrange(0, max(1, len(shakespeare) - third))
+    parts = [shakespeare[start : start + third]]
+    for rows, line_of in ((load_rotten_tomatoes("validation"), lambda r: r.text),
+                          (load_cmudict("validation"), lambda wp: f"{wp[0]}: {' '.join(wp[1])}")):
+        lines, size = [], 0
+        while size < third:
+            lines.append(line_of(rows[rng.randrange(len(rows))]))
+            size += len(lines[-1]) + 1
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+# ----------------------------------------------------------------------------- few-shot prompts for a base model
+def few_shot_prompt(question: str, shots: Sequence[tuple[str, str]] = ()) -> str:
+    """A plain-text prompt: solved examples as Question/Answer pairs, then the question and an open "Answer:".
+
+    >>> few_shot_prompt("2+2?", [("1+1?", "2")])
+    'Question: 1+1?\\nAnswer: 2\\n\\nQuestion: 2+2?\\nAnswer:'
+    A base model answers by continuing the pattern; the answer is the text up to the next newline. See notebook 10.
+    """
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError(f"question must be a non-empty str, got {question!r}")
+    solved = "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in shots)
+    return f"{solved}Question: {question}\nAnswer:"
+
+
+@torch.no_grad()
+def complete_lines(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int = 24,
+                   batch_size: int = 64) -> list[tuple[str, bool]]:
+    """Greedy continuation of each plain-text prompt up to its first newline -> [(text stripped, reached the newline)].
+
+    Prompts of equal token length are batched together (no padding), as in `generate_replies`. See notebook 10.
+    """
+    from course_lib.generation import generate
+
+    device = next(model.parameters()).device
+    encoded = [tokenizer.encode_ordinary(p) for p in prompts]
+    limit = int(model.config.block_size)
+    groups: dict[int, list[int]] = {}
+    for i, ids in enumerate(encoded):
+        if len(ids) + max_new_tokens > limit:
+            raise ValueError(f"prompt {i} has {len(ids)} tokens; with {max_new_tokens} new ones that is more than "
+                             f"the model's context of {limit}")
+        groups.setdefault(len(ids), []).append(i)
+    out: list[tuple[str, bool]] = [("", False)] * len(prompts)
+    for length, members in sorted(groups.items()):
+        for s in range(0, len(members), batch_size):
+            chunk = members[s : s + batch_size]
+            idx = torch.tensor([encoded[i] for i in chunk], dtype=torch.long, device=device)  # (B, T)
+            new = generate(model, idx, max_new_tokens, greedy=True)[:, length:]  # (B, max_new_tokens)
+            for row, i in zip(new.tolist(), chunk):
+                text = tokenizer.decode(row)
+                out[i] = (text.split("\n", 1)[0].strip(), "\n" in text)
+    return out
+
+
+def evaluate_few_shot(model: torch.nn.Module, tokenizer: Any, examples: Sequence[Example], shot_pool: Sequence[Example],
+                      k: int = 2, seed: int = 0, max_new_tokens: int = 24, batch_size: int = 64) -> dict:
+    """Few-shot prompting of a (base) model on held-out examples, scored like `evaluate_chat`.
+
+    Each question gets `k` solved examples of the same task drawn (seeded) from `shot_pool`, written with
+    `few_shot_prompt`; the reply is the greedy continuation up to the first newline. "format_adherence" is the
+    share of replies that are non-empty and end with a newline within `max_new_tokens`.
+    -> {"format_adherence", "<task>/<metric>" means, "n", "records"}. See notebook 10.
+    """
+    if not isinstance(k, int) or k < 0:
+        raise ValueError(f"k must be an int >= 0, got {k!r}")
+    by_task: dict[str, list[Example]] = {}
+    for e in shot_pool:
+        by_task.setdefault(e.task, []).append(e)
+    rng = random.Random(f"shots-{seed}")
+    prompts = []
+    for e in examples:
+        pool = by_task.get(e.task, [])
+        if len(pool) < k:
+            raise ValueError(f"the shot pool has {len(pool)} examples of task {e.task!r}, need k = {k}")
+        shots = [(s.messages[-2]["content"], s.answer) for s in rng.sample(pool, k)]
+        prompts.append(few_shot_prompt(e.messages[-2]["content"], shots))
+    replies = complete_lines(model, tokenizer, prompts, max_new_tokens, batch_size)
+    return _scored([(e, prompt, text, closed and text != "") for e, prompt, (text, closed) in zip(examples, prompts, replies)])
+
+
+def _scored(items: list[tuple[Any, str, str, bool]]) -> dict:
+    """(example, prompt, reply text, well formed) per item -> mean format adherence and task scores, n, records."""
+    records, sums, counts = [], {}, {}
+    for e, prompt, text, ok in items:
+        scores = score_reply(e.task, text, e.answer)
+        records.append({"task": e.task, "prompt": prompt, "answer": e.answer, "reply": text, "well_formed": ok, **scores})
+        for key, v in [("format_adherence", float(ok))] + [(f"{e.task}/{m}", v) for m, v in scores.items()]:
+            sums[key] = sums.get(key, 0.0) + v
+            counts[key] = counts.get(key, 0) + 1
+    result: dict = {key: sums[key] / counts[key] for key in sorted(sums)}
+    result["n"] = len(items)
+    result["records"] = records
+    return result
+
+
 # ----------------------------------------------------------------------------- replies and evaluation
 def _check_chatml_style(style: str) -> None:
     if style not in CHATML_STYLES:
@@ -673,20 +791,8 @@ def evaluate_chat(
     See notebook 10.
     """
     replies = generate_replies(model, tokenizer, [e.messages for e in examples], max_new_tokens, batch_size=batch_size)
-    records, sums, counts = [], {}, {}
-    for e, r in zip(examples, replies):
-        text = reply_text(r, tokenizer)
-        ok = is_well_formed(r, tokenizer)
-        scores = score_reply(e.task, text, e.answer)
-        records.append({"task": e.task, "prompt": e.messages[-2]["content"], "answer": e.answer, "reply": text,
-                        "well_formed": ok, **scores})
-        for k, v in [("format_adherence", float(ok))] + [(f"{e.task}/{k}", v) for k, v in scores.items()]:
-            sums[k] = sums.get(k, 0.0) + v
-            counts[k] = counts.get(k, 0) + 1
-    result: dict = {k: sums[k] / counts[k] for k in sorted(sums)}
-    result["n"] = len(examples)
-    result["records"] = records
-    return result
+    return _scored([(e, e.messages[-2]["content"], reply_text(r, tokenizer), is_well_formed(r, tokenizer))
+                    for e, r in zip(examples, replies)])
 
 
 # ----------------------------------------------------------------------------- a chat session and the widget

@@ -13,6 +13,8 @@ What is here:
 - LoRA from scratch: `LoRALinear` (y = W x + b + (alpha / r) B A x), `add_lora`, `merge_lora`,
   `unmerge_lora`, `lora_parameters`; merged and unmerged models give the same outputs.
 - `fit` (the course's `training.train` loop with a classifier's defaults), `predict`, `accuracy_of`.
+- Comparing methods on the same test sentences: `correct_of`, `accuracy_interval` (Wilson),
+  `paired_bootstrap` and `mcnemar_test` (paired differences), `majority_baseline`.
 - `to_transformers`: the same weights in Hugging Face's `BertForSequenceClassification`.
 - `cls_attention`, `plot_cls_attention`, `sentiment_widget`: what the [CLS] token looks at.
 
@@ -34,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib.attention import padding_mask
+from course_lib.metrics import accuracy_interval, mcnemar_test, paired_bootstrap  # re-exported for notebooks 08 and 10
 from course_lib.models import BERT, BertForSequenceClassification, ModelOutput, count_parameters
 from course_lib.utils import close_progress
 
@@ -63,6 +66,11 @@ __all__ = [
     "fit",
     "predict",
     "accuracy_of",
+    "correct_of",
+    "accuracy_interval",
+    "paired_bootstrap",
+    "mcnemar_test",
+    "majority_baseline",
     "to_transformers",
     "cls_attention",
     "plot_cls_attention",
@@ -724,6 +732,24 @@ def accuracy_of(model: nn.Module, batches: Sequence[dict[str, torch.Tensor]]) ->
     if bool((labels < 0).any()):
         raise ValueError("every batch needs labels to compute an accuracy")
     return float((probs.argmax(-1) == labels).float().mean())
+
+
+# ============================================================================= comparing methods on the same test sentences
+def correct_of(probs: torch.Tensor, labels: Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """Which items the argmax prediction gets right: probs (N, C), labels (N,) -> bool (N,)."""
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    if probs.dim() != 2 or probs.shape[0] != labels.shape[0]:
+        raise ValueError(f"probs must have shape (N, C) with N = {labels.shape[0]} labels, got {tuple(probs.shape)}")
+    return probs.argmax(-1).cpu() == labels.cpu()
+
+
+def majority_baseline(train_labels: Sequence[int], test_labels: Sequence[int]) -> tuple[int, torch.Tensor]:
+    """(the most frequent training label, which test items that constant guess gets right (bool (N,)))."""
+    if len(train_labels) == 0 or len(test_labels) == 0:
+        raise ValueError("need at least one training and one test label")
+    counts = torch.bincount(torch.as_tensor(train_labels, dtype=torch.long))
+    label = int(counts.argmax())
+    return label, torch.as_tensor(test_labels, dtype=torch.long) == label
 
 
 # ============================================================================= transformers

@@ -509,3 +509,65 @@ def test_smollm2_encode_chat_cannot_be_forged(smollm2_tok, smollm2_hf, gen):
     for m in INJECTED:  # content = ordinary text, exactly the oracle's ids with special tokens split
         alone = encode_chat([{"role": "system", "content": m["content"]}], smollm2_tok, "smollm2")[0]
         assert alone[3:-2] == smollm2_hf.encode(m["content"], add_special_tokens=False, split_special_tokens=True)
+
+
+# ----------------------------------------------------------------------------- held-out text and few-shot prompting
+def test_heldout_text_is_held_out():
+    from course_lib.data import load_cmudict
+
+    text = chat.heldout_text(9_000)
+    assert 8_000 < len(text) < 12_000
+    assert IM_START not in text and IM_END not in text
+    train_words = {w for w, _ in load_cmudict("train")}
+    import re
+
+    lines = [l for l in text.split("\n") if re.fullmatch(r"[a-z'.-]+: [A-Z]+[0-2]?( [A-Z]+[0-2]?)*", l)]
+    assert lines and not any(l.split(": ")[0] in train_words for l in lines)
+    assert chat.heldout_text(9_000) == text  # seeded
+    with pytest.raises(ValueError):
+        chat.heldout_text(10)
+
+
+def test_few_shot_prompt():
+    assert chat.few_shot_prompt("2+2?", [("1+1?", "2")]) == "Question: 1+1?\nAnswer: 2\n\nQuestion: 2+2?\nAnswer:"
+    assert chat.few_shot_prompt("hi") == "Question: hi\nAnswer:"
+    with pytest.raises(ValueError):
+        chat.few_shot_prompt("  ")
+
+
+def test_complete_lines_batches_equal_single_and_stop_at_newline(tok, tiny_model):
+    prompts = ["Question: a\nAnswer:", "Question: b\nAnswer:", "the cat sat", "Question: a\nAnswer: K"]
+    together = chat.complete_lines(tiny_model, tok, prompts, max_new_tokens=5)
+    alone = [chat.complete_lines(tiny_model, tok, [p], max_new_tokens=5)[0] for p in prompts]
+    assert together == alone
+    assert all("\n" not in text for text, _ in together)
+    newline = tok.encode_ordinary("\n")
+    assert len(newline) == 1
+    biased = GPT(tiny_model.config).eval()
+    biased.load_state_dict(tiny_model.state_dict())
+    with torch.no_grad():  # the LM head scores only "\n": the answer is empty and closed at once
+        biased.norm_f.bias.zero_()
+        biased.norm_f.weight.zero_()
+        biased.norm_f.bias[0] = 1.0
+        biased.lm_head.weight[:, 0] = 0.0
+        biased.lm_head.weight[newline[0], 0] = 5.0
+    assert chat.complete_lines(biased, tok, ["the cat"], max_new_tokens=3) == [("", True)]
+    with pytest.raises(ValueError, match="context"):
+        chat.complete_lines(tiny_model, tok, ["cat " * 200], max_new_tokens=5)
+
+
+def test_evaluate_few_shot(tok, tiny_model):
+    torch.manual_seed(0)
+    tiny_model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=256, n_layer=1, n_head=2, d_model=16)).eval()
+    pool = [chat.pronunciation_example("cat", ["K", "AE1", "T"]), chat.pronunciation_example("dog", ["D", "AO1", "G"]),
+            chat.sentiment_example("fun", 1), chat.sentiment_example("dull", 0)]
+    examples = [chat.pronunciation_example("bat", ["B", "AE1", "T"]), chat.sentiment_example("a joy", 1)]
+    res = chat.evaluate_few_shot(tiny_model, tok, examples, pool, k=2, max_new_tokens=4)
+    assert res["n"] == 2 and {"format_adherence", "pronounce/accuracy", "sentiment/accuracy"} <= set(res)
+    first, second = res["records"]
+    assert first["prompt"].count("Question:") == 3 and "cat" in first["prompt"] and "dog" in first["prompt"]
+    assert "fun" in second["prompt"] and "dull" in second["prompt"] and "cat" not in second["prompt"]
+    assert first["prompt"].endswith('Question: How is the word "bat" pronounced?\nAnswer:')
+    assert chat.evaluate_few_shot(tiny_model, tok, examples, pool, k=2, max_new_tokens=4)["records"] == res["records"]
+    with pytest.raises(ValueError, match="shot pool"):
+        chat.evaluate_few_shot(tiny_model, tok, examples, pool, k=3)

@@ -366,8 +366,70 @@ def test_ch08_checkers_keep_the_exercise_contract():
              (ch08.check_merge_lora, merge), (ch08.check_insert_prompt, insert)]
     for check, right in pairs:
         assert check(right) is True
-        assert check(not_yet) is False
+        assert check(not_yet) is None
     with pytest.raises(ExerciseError):
         ch08.check_merge_lora(lambda W, A, B, alpha: W + alpha * B @ A)  # forgot the 1/r
     with pytest.raises(ExerciseError):
         ch08.check_mean_pool(lambda h, m: h.mean(1))  # counts the padding
+
+
+def test_accuracy_interval_is_wilson_and_contains_the_accuracy():
+    from course_lib.finetuning import accuracy_interval
+    from course_lib.post_training import wilson_interval
+
+    acc, low, high = accuracy_interval(torch.tensor([True] * 683 + [False] * 171))
+    assert acc == pytest.approx(683 / 854) and (low, high) == pytest.approx(wilson_interval(683, 854))
+    assert low < acc < high and high - low < 0.06  # about +-2.7 points on 854 sentences
+    with pytest.raises(ValueError):
+        accuracy_interval([])
+    with pytest.raises(ValueError):
+        accuracy_interval([0.5, 1.0])
+
+
+def test_paired_bootstrap_and_mcnemar_see_a_real_difference_and_not_noise():
+    from course_lib.finetuning import mcnemar_test, paired_bootstrap
+
+    g = torch.Generator().manual_seed(0)
+    b = torch.rand(854, generator=g) < 0.75
+    flip = torch.rand(854, generator=g) < 0.10
+    a = b | flip                              # A = B plus about 2.5 points: a real, paired gain
+    boot = paired_bootstrap(a, b, seed=0)
+    assert boot["diff"] == pytest.approx(float(a.float().mean() - b.float().mean()))
+    assert 0 < boot["low"] < boot["diff"] < boot["high"]
+    assert mcnemar_test(a, b)["p_value"] < 1e-3 and mcnemar_test(a, b)["b_only"] == 0
+    same = paired_bootstrap(b, b.clone())
+    assert same == {"diff": 0.0, "low": 0.0, "high": 0.0} and mcnemar_test(b, b)["p_value"] == 1.0
+    # 20 items won and 20 lost: disagreements both ways, no gain -> the interval contains 0
+    c = b.clone()
+    c[b.nonzero().flatten()[:20]] = False
+    c[(~b).nonzero().flatten()[:20]] = True
+    noisy = paired_bootstrap(c, b)
+    assert noisy["low"] < 0 < noisy["high"] and mcnemar_test(c, b)["p_value"] == 1.0
+    assert paired_bootstrap(a, b, seed=1) != boot           # seeded, and the seed matters
+    assert paired_bootstrap(a, b, seed=0) == boot
+    with pytest.raises(ValueError):
+        paired_bootstrap(a, b[:10])
+    with pytest.raises(ValueError):
+        mcnemar_test(a[:3], b)
+
+
+def test_mcnemar_exact_p_value_matches_scipy_binomial_test():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    from course_lib.finetuning import mcnemar_test
+
+    a = torch.tensor([1] * 12 + [0] * 4 + [1] * 30 + [0] * 10, dtype=torch.bool)
+    b = torch.tensor([0] * 12 + [1] * 4 + [1] * 30 + [0] * 10, dtype=torch.bool)
+    r = mcnemar_test(a, b)
+    assert (r["a_only"], r["b_only"]) == (12, 4)
+    assert r["p_value"] == pytest.approx(scipy_stats.binomtest(4, 16, 0.5).pvalue)
+
+
+def test_majority_baseline_and_correct_of():
+    from course_lib.finetuning import correct_of, majority_baseline
+
+    label, right = majority_baseline([1, 1, 0], [0, 1, 1, 1])
+    assert label == 1 and right.tolist() == [False, True, True, True]
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    assert correct_of(probs, [0, 1, 1]).tolist() == [True, True, False]
+    with pytest.raises(ValueError):
+        correct_of(probs, [0, 1])

@@ -1,7 +1,7 @@
 """Checkers for notebook 05 (masked language modelling).
 
 Each `check_*` takes the learner's function, runs it against a reference on a few cases, and
-keeps the contract of `course_lib.exercises`: not attempted -> hint, returns False;
+keeps the contract of `course_lib.exercises`: not attempted -> hint, returns None;
 wrong -> ExerciseError; right -> True. The references are written from BERT's rules; the masking
 rule's reference is checked against `course_lib.masking.mask_tokens` in tests/test_masking.py.
 """

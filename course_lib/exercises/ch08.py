@@ -1,7 +1,7 @@
 """Checkers for notebook 08 (fine-tuning BERT).
 
 Each `check_*` takes the learner's function, runs it against the library's reference on a few
-cases, and keeps the contract of `course_lib.exercises`: not attempted -> hint, returns False;
+cases, and keeps the contract of `course_lib.exercises`: not attempted -> hint, returns None;
 wrong -> ExerciseError; right -> True. The references are `course_lib.finetuning`'s
 `mean_pool`, `LoRALinear` (forward and merge) and `SoftPrompt.insert`.
 """

@@ -1,7 +1,7 @@
 """Checkers for notebook 10 (interaction formats).
 
 Each `check_*` takes the learner's function, runs it against the course's reference on a few cases,
-and keeps the contract of `course_lib.exercises`: not attempted -> hint, returns False;
+and keeps the contract of `course_lib.exercises`: not attempted -> hint, returns None;
 wrong -> ExerciseError; right -> True. References: `course_lib.chat.render` (itself tested equal
 to transformers' `apply_chat_template`), `course_lib.chat.masked_targets` and a plain format rule.
 """
