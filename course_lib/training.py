@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 from tqdm.auto import tqdm
 
@@ -503,12 +504,8 @@ def _read_json(file: Path) -> dict:
 def _read_safetensors(file: Path, call: Callable[[], Any]) -> Any:
     try:
         return call()
-    except (OSError, RuntimeError, ValueError) as exc:  # safetensors' SafetensorError is a ValueError / OSError
+    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:  # a bad header, a short file, bad bytes
         raise _damaged(file, exc) from None
-    except Exception as exc:  # noqa: BLE001 - any other error of the reader still names the file
-        if type(exc).__name__ == "SafetensorError":
-            raise _damaged(file, exc) from None
-        raise
 
 
 def load_checkpoint(
