@@ -265,11 +265,53 @@ def test_ch11_checkers(capsys):
     assert ch11.check_nearest(lambda q, idx, k: (F.normalize(idx, dim=-1) @ F.normalize(q, dim=0)).topk(k).indices)
     assert ch11.check_corpus_perplexity(ch11.reference_corpus_perplexity)
 
-    with pytest.raises(ExerciseError, match="shard"):
-        ch11.check_shard(lambda b, r, w: b[r::w])  # interleaved rows: a valid split, but not the reference's
+    assert ch11.check_shard(lambda b, r, w: b[r::w])  # interleaved rows: a valid split too, not only the reference's
     with pytest.raises(ExerciseError, match="parse_override"):
         ch11.check_parse_override(lambda t: (t.split("=")[0].split("."), _json.loads(t.split("=")[1])))
     with pytest.raises(ExerciseError, match="nearest"):
         ch11.check_nearest(lambda q, idx, k: (idx @ q).topk(k).indices)  # dot product, not cosine
     with pytest.raises(ExerciseError, match="corpus perplexity"):
         ch11.check_corpus_perplexity(lambda l, n: math.exp(sum(l) / len(l)))  # unweighted mean
+
+
+def test_ch11_check_shard_accepts_any_valid_split_and_names_what_is_wrong(capsys):
+    """Any split passes where each rank gets B / world_size rows and every row goes to exactly one rank (issue 21)."""
+    from course_lib.exercises import ExerciseError, ch11
+
+    def block(b, r, w):
+        n = len(b) // w
+        return b[r * n: (r + 1) * n]
+
+    def perm(b, seed):
+        return b[torch.randperm(len(b), generator=torch.Generator().manual_seed(seed))]
+
+    def uneven(b, r, w):  # rank 0 takes one of rank 1's rows: every row once, but sizes n + 1 and n - 1
+        cuts = [min(len(b), k * (len(b) // w) + (k == 1)) for k in range(w)] + [len(b)]
+        return b[cuts[r]: cuts[r + 1]]
+
+    valid = {
+        "contiguous blocks": shard_batch,
+        "interleaved rows": lambda b, r, w: b[r::w],
+        "blocks in reverse rank order": lambda b, r, w: block(b, w - 1 - r, w),
+        "rows reversed inside a block": lambda b, r, w: block(b, r, w).flip(0),
+        "the same permutation on every rank": lambda b, r, w: perm(b, 0)[r::w],
+    }
+    for name, fn in valid.items():
+        assert ch11.check_shard(fn) is True, name
+    assert capsys.readouterr().out.count("✅ shard") == len(valid)
+
+    wrong = {
+        "to rank 0 and to rank 1": lambda b, r, w: b[: len(b) // w],  # every rank takes the first block
+        "twice to rank 0": lambda b, r, w: block(b, r, w)[[0] * (len(b) // w)],  # one row again and again
+        r"rows \[1, 2, 3, 4, 5, 6, 7\] .* go to no process": lambda b, r, w: block(b, r, w)[:1],  # rows missing
+        r"got \[5, 3\] rows, expected 4 each": uneven,
+        "(go to no process|to rank)": lambda b, r, w: perm(b, r)[r::w],  # each rank shuffles differently
+        r"rank 1 \(.*raised ZeroDivisionError": lambda b, r, w: block(b, r, w) if r == 0 else 1 / 0,  # crash on rank 1
+        "not rows of the global batch": lambda b, r, w: block(b, r, w) + 1,
+        "a stack of whole rows": lambda b, r, w: block(b, r, w).flatten(),
+        "not a tensor": lambda b, r, w: None,
+    }
+    for message, fn in wrong.items():
+        with pytest.raises(ExerciseError, match=f"shard: .*{message}"):
+            ch11.check_shard(fn)
+    assert "✅" not in capsys.readouterr().out

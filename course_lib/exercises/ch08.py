@@ -13,17 +13,55 @@ from typing import Callable
 import torch
 from torch import nn
 
-from course_lib.exercises import check_function
+from course_lib.exercises import check_function, checker_hint, show_hint
 from course_lib.finetuning import LoRALinear, SoftPrompt, mean_pool
 
-__all__ = ["check_mean_pool", "check_lora_forward", "check_merge_lora", "check_insert_prompt"]
+__all__ = ["check_mean_pool", "check_lora_forward", "check_merge_lora", "check_insert_prompt", "hint", "HINTS"]
+
+#: exercise number -> hints, first what to think about, then closer to the method (never the code).
+HINTS: dict[int, tuple[str, ...]] = {
+    1: (
+        "padding must not count: leave the padded positions' states out of the sum, and divide by the number "
+        "of REAL tokens of each row, not by T. Every row of the batch has its own count.",
+        "turn the (B, T) mask into (B, T, 1) floats (unsqueeze the last dim) so that it broadcasts over d; "
+        "multiply h by it, sum over the token dimension (dim 1), and divide by the mask summed over the same "
+        "dimension.",
+    ),
+    2: (
+        "the frozen layer's output plus a low-rank correction: x goes down through A to r numbers, then back "
+        "up through B to d_out, and that path is scaled by alpha divided by the rank r, which is the number of "
+        "rows of A. The scale is alpha over r, not alpha.",
+        "read r from A's first dimension; compute x times W transposed, plus b; then x times A transposed "
+        "times B transposed, multiplied by alpha over r; add the two. Follow the shapes: (N, d_in) to (N, r) "
+        "to (N, d_out).",
+    ),
+    3: (
+        "the adapter's path from x through A and B is linear, so it equals multiplying x by a single "
+        "(d_out, d_in) matrix, scaled as in exercise 2. Add that matrix to W; the bias does not change.",
+        "the extra matrix is the matrix product of B and A, a (d_out, r) by (r, d_in) product with W's "
+        "shape, times alpha over r (r is the number of rows of A); the merged weight is W plus it.",
+    ),
+    4: (
+        "the output has n more positions: position 0 ([CLS]) stays first, then come the n prompt vectors, "
+        "then the other tokens. Every row of the batch gets the same prompt, and the mask grows the same way, "
+        "with 1s at the prompt's places (the prompt is always attended to).",
+        "give the (n, d) prompt a batch dimension and expand it to B copies; concatenate along the position "
+        "dimension (dim 1) the first position of x, the prompt and the positions from 1 on; build the mask the "
+        "same way with a (B, n) tensor of ones, in the mask's dtype, in the middle.",
+    ),
+}
+
+
+def hint(exercise: int, level: int = 2) -> str:
+    """The hints of exercise 1 to 4 up to `level` (1: what to think about, 2: the method), printed and returned."""
+    return show_hint(HINTS, exercise, level, chapter="ch08")
 
 
 def _randn(seed: int, *shape: int) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-def check_mean_pool(fn: Callable) -> bool:
+def check_mean_pool(fn: Callable) -> bool | None:
     """Exercise 1: fn(h (B, T, d), attention_mask (B, T)) -> mean of the real tokens' states (B, d)."""
     cases = [
         (torch.tensor([[[1.0], [3.0], [9.0]]]), torch.tensor([[1, 1, 0]])),
@@ -32,7 +70,7 @@ def check_mean_pool(fn: Callable) -> bool:
     ]
     return check_function(
         fn, mean_pool, cases, name="mean pooling", atol=1e-5, rtol=1e-5,
-        hint="m = attention_mask.unsqueeze(-1).float(); (h * m).sum(1) / m.sum(1). Padding must not count.",
+        hint=checker_hint(HINTS, 1, "ch08"),
     )
 
 
@@ -67,20 +105,20 @@ def _lora_cases() -> list[tuple]:
     return cases
 
 
-def check_lora_forward(fn: Callable) -> bool:
+def check_lora_forward(fn: Callable) -> bool | None:
     """Exercise 2: fn(x (N, d_in), W (d_out, d_in), b (d_out,), A (r, d_in), B (d_out, r), alpha) -> (N, d_out)."""
     return check_function(
         fn, _ref_lora_forward, _lora_cases(), name="LoRA forward", atol=1e-4, rtol=1e-4,
-        hint="r = A.shape[0]; x @ W.T + b + (alpha / r) * (x @ A.T) @ B.T. The scale is alpha / r, not alpha.",
+        hint=checker_hint(HINTS, 2, "ch08"),
     )
 
 
-def check_merge_lora(fn: Callable) -> bool:
+def check_merge_lora(fn: Callable) -> bool | None:
     """Exercise 3: fn(W (d_out, d_in), A (r, d_in), B (d_out, r), alpha) -> the merged weight (d_out, d_in)."""
     cases = [(W, A, B, alpha) for _x, W, _b, A, B, alpha in _lora_cases()]
     return check_function(
         fn, _ref_merge, cases, name="merge LoRA", atol=1e-4, rtol=1e-4,
-        hint="W + (alpha / r) * B @ A, with r = A.shape[0]: (d_out, r) @ (r, d_in) has W's shape.",
+        hint=checker_hint(HINTS, 3, "ch08"),
     )
 
 
@@ -90,7 +128,7 @@ def _ref_insert(x, mask, prompt):
         return sp.insert(x, mask)
 
 
-def check_insert_prompt(fn: Callable) -> bool:
+def check_insert_prompt(fn: Callable) -> bool | None:
     """Exercise 4: fn(x (B, T, d), attention_mask (B, T), prompt (n, d)) -> (x (B, T+n, d), mask (B, T+n)),
     the prompt vectors placed right after [CLS] (position 0), their mask entries 1."""
     cases = [
@@ -99,6 +137,5 @@ def check_insert_prompt(fn: Callable) -> bool:
     ]
     return check_function(
         fn, _ref_insert, cases, name="insert soft prompt", atol=1e-6,
-        hint="p = prompt.unsqueeze(0).expand(B, -1, -1); torch.cat([x[:, :1], p, x[:, 1:]], dim=1); "
-        "the mask gets torch.ones(B, n) at the same place.",
+        hint=checker_hint(HINTS, 4, "ch08"),
     )

@@ -13,9 +13,41 @@ from typing import Callable, Sequence
 import torch
 
 from course_lib.chat import masked_targets, render
-from course_lib.exercises import check_function
+from course_lib.exercises import check_function, checker_hint, show_hint
 
-__all__ = ["check_render_chatml", "check_masked_labels", "check_format_ok", "reference_format_ok"]
+__all__ = ["check_render_chatml", "check_masked_labels", "check_format_ok", "reference_format_ok", "hint", "HINTS"]
+
+#: exercise number -> hints, first what to think about, then closer to the method (never the code).
+HINTS: dict[int, tuple[str, ...]] = {
+    1: (
+        "every message becomes one block: a start marker followed by the role, a newline, the content, an end "
+        "marker, a newline; the blocks follow each other with nothing in between. With add_generation_prompt, "
+        "an open assistant header comes last, so the model writes the reply next.",
+        "for each message build <|im_start|>, then the role, a newline, the content, <|im_end|> and a newline; "
+        "join all of them into one string; if add_generation_prompt is true, append <|im_start|>assistant and a "
+        "newline. When a case fails, compare your string with the expected one the checker prints.",
+    ),
+    2: (
+        "labels are the inputs shifted by one: the label at position t is the NEXT token, the one at t + 1, so "
+        "there is one label fewer than there are ids. The mask of that next token decides whether it is "
+        "trained; where that mask is 0 the label is -100.",
+        "take the ids from the second one on as the labels, and the mask from its second entry on as the keep "
+        "flags; set the label to -100 wherever its flag is 0. Give back a long tensor (or a list of ints).",
+    ),
+    3: (
+        "a well-formed reply says something and then ends its turn exactly once, at the very end. Three "
+        "conditions: at least one token before the end, the last token is im_end, and neither im_start (an "
+        "invented new turn) nor an earlier im_end appears anywhere else.",
+        "make the reply a list; check that its length is at least 2, that its last element is im_end, that "
+        "im_start is not in it, and that im_end is not among the tokens before the last one; combine the four "
+        "checks with and, giving a bool.",
+    ),
+}
+
+
+def hint(exercise: int, level: int = 2) -> str:
+    """The hints of exercise 1 to 3 up to `level` (1: what to think about, 2: the method), printed and returned."""
+    return show_hint(HINTS, exercise, level, chapter="ch10")
 
 _CONVERSATIONS = [
     [{"role": "user", "content": "Hello!"}],
@@ -29,13 +61,12 @@ _CONVERSATIONS = [
 ]
 
 
-def check_render_chatml(fn: Callable) -> bool:
+def check_render_chatml(fn: Callable) -> bool | None:
     """Exercise 1: fn(messages, add_generation_prompt) -> the ChatML string."""
     cases = [(c, g) for c in _CONVERSATIONS for g in (False, True)]
     return check_function(
         fn, lambda m, g: render(m, "chatml", g), cases, name="ChatML renderer",
-        hint="for each message: '<|im_start|>' + role + '\\n' + content + '<|im_end|>' + '\\n'; "
-        "then, if add_generation_prompt, '<|im_start|>assistant\\n'.",
+        hint=checker_hint(HINTS, 1, "ch10"),
     )
 
 
@@ -43,7 +74,7 @@ def _ref_labels(ids: Sequence[int], mask: Sequence[int]) -> torch.Tensor:
     return masked_targets(ids, mask)[1]
 
 
-def check_masked_labels(fn: Callable) -> bool:
+def check_masked_labels(fn: Callable) -> bool | None:
     """Exercise 2: fn(ids, mask) -> labels y (len(ids) - 1,): y[t] = ids[t + 1] if mask[t + 1] else -100."""
     cases = [
         ([5, 6, 7, 8], [0, 0, 1, 1]),
@@ -53,8 +84,7 @@ def check_masked_labels(fn: Callable) -> bool:
     ]
     return check_function(
         fn, _ref_labels, cases, name="assistant-only labels",
-        hint="labels are the inputs shifted by one: y = ids[1:]; then set y[t] = -100 where mask[t + 1] == 0. "
-        "Return a torch.long tensor (or a list).",
+        hint=checker_hint(HINTS, 2, "ch10"),
     )
 
 
@@ -64,7 +94,7 @@ def reference_format_ok(reply: Sequence[int], im_start: int, im_end: int) -> boo
     return len(reply) >= 2 and reply[-1] == im_end and im_start not in reply and im_end not in reply[:-1]
 
 
-def check_format_ok(fn: Callable) -> bool:
+def check_format_ok(fn: Callable) -> bool | None:
     """Exercise 3: fn(reply_ids, im_start, im_end) -> bool, the format-adherence rule for one reply."""
     s, e = 100, 101
     cases = [
@@ -73,6 +103,5 @@ def check_format_ok(fn: Callable) -> bool:
     ]
     return check_function(
         fn, reference_format_ok, cases, name="format adherence",
-        hint="three conditions: at least one token before the end, the last token is im_end, "
-        "and no im_start (an invented turn) or earlier im_end anywhere before it.",
+        hint=checker_hint(HINTS, 3, "ch10"),
     )

@@ -2,9 +2,10 @@
 
 Each `check_*` takes the learner's function, runs it against a reference on a few cases, and
 keeps the contract of `course_lib.exercises`: not attempted -> hint, returns None;
-wrong -> ExerciseError; right -> True. The references are `course_lib.cli.shard_batch` and
-`course_lib.cli.parse_override`, plus `reference_nearest` (cosine similarity search) and
-`reference_corpus_perplexity` (perplexity of a corpus scored in batches of different sizes).
+wrong -> ExerciseError; right -> True. The references are the rules of a data-parallel split
+(`course_lib.cli.shard_batch` is one such split), `course_lib.cli.parse_override`, `reference_nearest`
+(cosine similarity search) and `reference_corpus_perplexity` (perplexity of a corpus scored in
+batches of different sizes).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from course_lib.cli import parse_override, shard_batch
+from course_lib.cli import parse_override
 from course_lib.exercises import ExerciseError, check_function, checker_hint, show_hint
 
 __all__ = [
@@ -32,9 +33,10 @@ __all__ = [
 #: exercise number -> hints, first what to think about, then closer to the method (never the code).
 HINTS: dict[int, tuple[str, ...]] = {
     1: (
-        "each of the world_size processes gets the same number of rows, B / world_size, in one contiguous "
-        "block; process rank gets the rank-th block, so the blocks of ranks 0, 1, ... in order give back the "
-        "batch.",
+        "each of the world_size processes gets the same number of rows, B / world_size, and every row of the "
+        "global batch goes to exactly one process. The simplest such split cuts the batch into world_size "
+        "contiguous blocks and gives process rank the rank-th block (any other split that keeps those rules "
+        "passes too).",
         "get the block size by integer division of the batch's first dimension by world_size, then slice the "
         "rows from rank times the size up to (rank + 1) times the size.",
     ),
@@ -66,19 +68,77 @@ def hint(exercise: int, level: int = 2) -> str:
     return show_hint(HINTS, exercise, level, chapter="ch11")
 
 
+def _shard_rows(shard: object, batch: torch.Tensor, where: str, hint_line: str) -> list[int]:
+    """The row numbers of `batch` that `shard` holds; ExerciseError when it is not a stack of the batch's rows.
+
+    The rows of the checker's batches are all different, so each row of a shard names one row of the batch.
+    """
+    try:
+        shard = torch.as_tensor(shard)
+    except (TypeError, ValueError, RuntimeError):
+        raise ExerciseError(f"{where} gave {type(shard).__name__}, not a tensor of rows of the batch"
+                            + hint_line) from None
+    if shard.dim() != batch.dim() or shard.shape[1:] != batch.shape[1:]:
+        rows = "(n,)" if batch.dim() == 1 else f"(n, {', '.join(map(str, batch.shape[1:]))})"
+        raise ExerciseError(f"{where} gave a tensor of shape {tuple(shard.shape)}: a shard is a stack of whole rows "
+                            f"of the batch, shape {rows}" + hint_line)
+    flat_batch = batch.reshape(len(batch), -1)
+    flat_shard = shard.reshape(len(shard), flat_batch.shape[1]).to(batch.dtype)
+    same = (flat_shard[:, None, :] == flat_batch[None, :, :]).all(-1)  # (n, B): shard row i is batch row j
+    if not bool(same.any(1).all()):
+        text = repr(shard.tolist())
+        raise ExerciseError(f"{where} holds rows that are not rows of the global batch: "
+                            f"{text if len(text) <= 200 else text[:200] + ' ...'}" + hint_line)
+    return same.int().argmax(1).tolist()
+
+
 def check_shard(fn: Callable) -> bool | None:
-    """Exercise 1: fn(batch (B, ...), rank, world_size) -> the rank's contiguous B / world_size rows."""
-    x = torch.arange(24).view(8, 3)
-    cases = [(x, 0, 2), (x, 1, 2), (x, 3, 4), (x, 0, 1), (torch.arange(6), 2, 3)]
-    ok = check_function(
-        fn, shard_batch, cases, name="shard",
-        hint=checker_hint(HINTS, 1, "ch11"),
-    )
-    if ok:  # the shards of all ranks, put back together, must be the global batch
-        joined = torch.cat([fn(x, r, 4) for r in range(4)])
-        if not torch.equal(joined, x):
-            raise ExerciseError("the 4 shards concatenated do not give back the global batch: every row exactly once, in order")
-    return ok
+    """Exercise 1: fn(batch (B, ...), rank, world_size) -> the rank's B / world_size rows; the shards of all ranks
+    together hold every row of the batch exactly once.
+
+    Any such split passes (contiguous blocks as `shard_batch` cuts them, interleaved rows, ...): data
+    parallelism only needs every row trained on by exactly one process, all processes doing the same amount
+    of work. The batch sizes divide evenly, as `shard_batch` requires. Each rank is called on its own, as each
+    process would call it.
+    """
+    cases = [(torch.arange(24).view(8, 3), w) for w in (1, 2, 4, 8)] + [
+        (torch.arange(6), 3),
+        (torch.arange(60).view(12, 5) * 7 - 100, 3),
+        (torch.arange(48).view(12, 2, 2), 6),
+    ]
+    hint_line = f"\n  hint:     {checker_hint(HINTS, 1, 'ch11')}"
+    for batch, world_size in cases:
+        B, case = len(batch), f"global batch of shape {tuple(batch.shape)}, world_size {world_size}"
+        shards: list[list[int]] = []  # rank -> the rows of the batch it holds
+        for rank in range(world_size):
+            try:
+                shard = fn(batch.clone(), rank, world_size)
+            except NotImplementedError:
+                print("⏳ shard: not attempted yet. Replace `raise NotImplementedError` with your code."
+                      f"\n   Hint: {checker_hint(HINTS, 1, 'ch11')}")
+                return None
+            except Exception as exc:  # the learner's code crashed for this rank: say which, keep the cause
+                raise ExerciseError(f"shard: rank {rank} ({case}) raised {type(exc).__name__}: {exc}"
+                                    + hint_line) from exc
+            shards.append(_shard_rows(shard, batch, f"shard: rank {rank} ({case})", hint_line))
+        owner: dict[int, int] = {}  # row of the batch -> the rank that holds it
+        for rank, rows in enumerate(shards):
+            for row in rows:
+                if row in owner:
+                    who = f"twice to rank {rank}" if owner[row] == rank else f"to rank {owner[row]} and to rank {rank}"
+                    raise ExerciseError(f"shard: row {row} of the {case} is given {who}: every row goes to exactly "
+                                        "one process" + hint_line)
+                owner[row] = rank
+        missing = sorted(set(range(B)) - set(owner))
+        if missing:
+            raise ExerciseError(f"shard: rows {missing} of the {case} go to no process: the shards together must "
+                                "hold every row" + hint_line)
+        sizes = [len(rows) for rows in shards]
+        if any(n != B // world_size for n in sizes):
+            raise ExerciseError(f"shard: the ranks of the {case} got {sizes} rows, expected {B // world_size} each "
+                                "(B / world_size): every process trains on the same number of rows" + hint_line)
+    print(f"✅ shard: all {len(cases)} batches split into shards of B / world_size rows, each row on one rank.")
+    return True
 
 
 def check_parse_override(fn: Callable) -> bool | None:
