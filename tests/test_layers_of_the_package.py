@@ -19,8 +19,9 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("blocks", {"attention", "layers", "embeddings"}),
     ("models", {"models", "llama", "moe"}),
     ("learning", {"training", "generation", "metrics", "masking", "finetuning", "post_training", "pronunciation", "chat"}),
-    ("pictures and widgets", {"viz", "widgets", "chat_widget", "sampling_playground"}),
+    ("pictures and widgets", {"viz", "diagrams", "widgets", "chat_widget", "sampling_playground"}),
     ("command line", {"cli", "assistant", "__main__"}),
+    ("practice", {"exercises"}),
 ]
 LAYER_OF = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}
 
@@ -54,10 +55,17 @@ def _imports(path: Path) -> list[tuple[str, int, str | None]]:
     return found
 
 
+def _modules() -> list[tuple[str, Path]]:
+    """(layer name, file) for every module: a top-level file is its own module, a subpackage's files share its name."""
+    files = [(p.stem, p) for p in sorted(PACKAGE.glob("*.py"))]
+    for package in sorted(d for d in PACKAGE.iterdir() if (d / "__init__.py").exists()):
+        files += [(package.name, p) for p in sorted(package.glob("*.py"))]
+    return files
+
+
 def _upward_imports() -> tuple[list[str], set[tuple[str, str]]]:
     problems, debts = [], set()
-    for path in sorted(PACKAGE.glob("*.py")):
-        module = path.stem
+    for module, path in _modules():
         for target, line, function in _imports(path):
             if target not in LAYER_OF or LAYER_OF[target] <= LAYER_OF[module]:
                 continue
@@ -66,13 +74,13 @@ def _upward_imports() -> tuple[list[str], set[tuple[str, str]]]:
             if (module, target) in KNOWN_DEBTS:
                 debts.add((module, target))
                 continue
-            problems.append(f"course_lib/{module}.py:{line} ({LAYERS[LAYER_OF[module]][0]}) imports "
+            problems.append(f"{path.relative_to(PACKAGE.parent)}:{line} ({LAYERS[LAYER_OF[module]][0]}) imports "
                             f"course_lib.{target} ({LAYERS[LAYER_OF[target]][0]}), a higher layer")
     return problems, debts
 
 
 def test_every_module_has_a_layer():
-    modules = {p.stem for p in PACKAGE.glob("*.py")}
+    modules = {module for module, _ in _modules()}
     assert modules - set(LAYER_OF) == set(), "add the new module to LAYERS in this test"
     assert set(LAYER_OF) - modules == set(), "LAYERS names a module that no longer exists"
 

@@ -65,3 +65,36 @@ def test_course_attention_view_renders_and_reacts_offline(site_server, watched_p
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     view.screenshot(path=str(SCREENSHOTS / "03_course_attention_view.png"))
     assert watcher.problems == [], "\n".join(watcher.problems)
+
+
+def _diagrams_by_page() -> dict[str, list[str]]:
+    from course_lib.diagrams import DIAGRAMS
+
+    pages: dict[str, list[str]] = {}
+    for name, (_, notebooks) in sorted(DIAGRAMS.items()):
+        for notebook in notebooks:
+            pages.setdefault(f"{notebook}.html", []).append(name)
+    return pages
+
+
+@pytest.mark.parametrize("page_path, names", sorted(_diagrams_by_page().items()))
+def test_every_diagram_shows_on_its_page(page_path, names, site_server, watched_page):
+    """Each concept diagram is on its notebook's page as an image that loaded (not a broken image) and is visible."""
+    page, watcher = watched_page
+    page.goto(f"{site_server}/{page_path}", wait_until="load")
+    found = page.eval_on_selector_all(
+        ".jp-RenderedSVG img, .jp-RenderedSVG svg",
+        """els => els.map(e => {
+             let text = e.tagName.toLowerCase() === 'svg' ? e.outerHTML : '';
+             const src = e.getAttribute('src') || '';
+             if (src.startsWith('data:image/svg+xml;base64,')) text = atob(src.split(',')[1]);
+             const box = e.getBoundingClientRect();
+             return {text: text.slice(0, 2000), width: box.width, height: box.height,
+                     loaded: e.tagName.toLowerCase() === 'svg' || (e.complete && e.naturalWidth > 0)};
+           })""")
+    for name in names:
+        hits = [f for f in found if f'id="diagram-{name}"' in f["text"]]
+        assert hits, f"{page_path}: diagram {name!r} is not on the page"
+        assert hits[0]["loaded"], f"{page_path}: diagram {name!r} is a broken image"
+        assert hits[0]["width"] > 200 and hits[0]["height"] > 50, f"{page_path}: diagram {name!r} is drawn too small: {hits[0]}"
+    assert watcher.problems == [], "\n".join(watcher.problems)
