@@ -78,3 +78,12 @@ def test_title_is_escaped_and_saved_file_is_standalone(tmp_path):
     assert "<title>Q &amp; K &lt;tiny&gt;</title>" in svg and re.search(r'<svg id="diagram-demo"', svg)
     path = d.save(tmp_path / "sub" / "demo.svg")
     assert path.read_text(encoding="utf-8").startswith("<?xml") and path.read_text(encoding="utf-8").endswith(svg)
+
+
+def test_the_svg_files_of_the_readme_are_up_to_date():
+    import subprocess
+    import sys
+
+    tool = Path(__file__).resolve().parent.parent / "tools" / "draw_diagrams.py"
+    done = subprocess.run([sys.executable, str(tool), "--check"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -19,7 +19,7 @@ from course_lib.diagrams.kit import Diagram
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = {
-    "bert_inputs": "bert-inputs",
+    "bert_input_stack": "bert-inputs",
     "causal_mask_and_kv_cache": "causal-mask-kv-cache",
     "encoder_decoder": "encoder-decoder",
     "lora_and_prompt_tuning": "lora-prompt-tuning",
@@ -75,12 +75,12 @@ def test_bert_inputs_rates_come_from_mask_tokens(svgs):
     from course_lib.masking import bert_inputs, mask_tokens
 
     p = {k: v.default for k, v in inspect.signature(mask_tokens).parameters.items()}
-    t = joined(svgs["bert_inputs"])
+    t = joined(svgs["bert_input_stack"])
     assert f"{p['mask_prob']:.0%} chosen" in t and f"{1 - p['mask_prob']:.0%} not chosen" in t
     assert (p["mask_prob"], p["mask_frac"], p["random_frac"]) == (0.15, 0.8, 0.1)  # BERT's rule, as notebook 05 states
     for share in ("80%", "10%", "[MASK]", "random", "kept"):
         assert share in t
-    labels = texts(svgs["bert_inputs"])
+    labels = texts(svgs["bert_input_stack"])
     segs = bert_inputs([5, 6, 7], [8, 9], cls_id=0, sep_id=1)["token_type_ids"].tolist()  # the picture's layout
     assert [x for x in labels if x in ("E_A", "E_B")] == [f"E_{'AB'[s]}" for s in segs]
     assert [x for x in labels if re.fullmatch(r"E_\d+", x)] == [f"E_{i}" for i in range(len(segs))]

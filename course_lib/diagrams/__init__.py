@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Callable
 
 from course_lib.diagrams.architectures import (
-    bert_inputs,
+    bert_input_stack,
     causal_mask_and_kv_cache,
     chat_template_loss_mask,
     encoder_decoder,
@@ -41,7 +41,7 @@ from course_lib.diagrams.kit import COLOURS, Diagram
 __all__ = [
     "COLOURS", "DIAGRAMS", "Diagram", "draw",
     "pipeline", "tokens_to_vectors", "queries_keys_values", "multi_head_attention", "transformer_block",
-    "bert_inputs", "causal_mask_and_kv_cache", "encoder_decoder", "lora_and_prompt_tuning", "moe_routing",
+    "bert_input_stack", "causal_mask_and_kv_cache", "encoder_decoder", "lora_and_prompt_tuning", "moe_routing",
     "chat_template_loss_mask", "project_flow", "grouped_query_attention",
 ]
 
@@ -52,7 +52,7 @@ DIAGRAMS: dict[str, tuple[Callable[[], Diagram], tuple[str, ...]]] = {
     "queries-keys-values": (queries_keys_values, ("03_attention",)),
     "multi-head-attention": (multi_head_attention, ("03_attention",)),
     "transformer-block": (transformer_block, ("04_transformer_block",)),
-    "bert-inputs": (bert_inputs, ("05_masked_language_modeling",)),
+    "bert-inputs": (bert_input_stack, ("05_masked_language_modeling",)),
     "causal-mask-kv-cache": (causal_mask_and_kv_cache, ("06_causal_language_modeling",)),
     "encoder-decoder": (encoder_decoder, ("07_encoder_decoder_transformer",)),
     "lora-prompt-tuning": (lora_and_prompt_tuning, ("08_bert_finetuning",)),

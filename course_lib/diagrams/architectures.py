@@ -1,7 +1,7 @@
 """Concept diagrams of the model families and recipes of notebooks 05-13, drawn with the course's kit.
 
 What it does: eight pictures, each a function with no arguments that returns a `Diagram`:
-`bert_inputs` (05), `causal_mask_and_kv_cache` (06), `encoder_decoder` (07), `lora_and_prompt_tuning`
+`bert_input_stack` (05), `causal_mask_and_kv_cache` (06), `encoder_decoder` (07), `lora_and_prompt_tuning`
 (08), `moe_routing` (09), `chat_template_loss_mask` (10), `project_flow` (11) and
 `grouped_query_attention` (13). Every number or token a picture shows is computed here from the
 course's own code (masking rates, segment ids, the causal mask, the G2P encoding, LoRA and soft-prompt
@@ -25,7 +25,7 @@ import torch
 
 from course_lib.diagrams.kit import COLOURS, Diagram, arrow, box, bracket, canvas, grid, label, token_row
 
-__all__ = ["bert_inputs", "causal_mask_and_kv_cache", "encoder_decoder", "lora_and_prompt_tuning", "moe_routing",
+__all__ = ["bert_input_stack", "causal_mask_and_kv_cache", "encoder_decoder", "lora_and_prompt_tuning", "moe_routing",
            "moe_example", "chat_template_loss_mask", "chat_example", "project_flow", "grouped_query_attention"]
 
 SPECIAL = "#444444"  # special tokens: dark boxes with white text, as notebook 10's token stream shows them
@@ -37,7 +37,7 @@ def _show(piece: str) -> str:
 
 
 # ----------------------------------------------------------------------------- 05 BERT inputs
-def bert_inputs() -> Diagram:
+def bert_input_stack() -> Diagram:
     """BERT's input: token + segment + position embeddings per position, and the 15 / 80-10-10 masking rule (notebook 05)."""
     from course_lib.masking import bert_inputs as layout, mask_tokens
 
