@@ -24,7 +24,6 @@ Leaves out: adapters other than LoRA (bottleneck adapters, IA3), prefix tuning o
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 import time

@@ -408,3 +408,24 @@ def test_bert_pre_ln_bad_values_and_hf_loading_are_refused():
         BertConfig.preset("tiny", init_std=0.0)
     with pytest.raises(ValueError, match="post-LN"):
         BERT.from_pretrained(pre_ln=True)
+
+
+def test_lm_loss_reads_back_one_value_per_step():
+    """The target check costs one host sync (a single bool read back), not one per min/max (issue 23)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from course_lib.models import _lm_loss
+
+    reads = []
+
+    class _Reads(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._local_scalar_dense.default or func.__name__.startswith("nonzero"):
+                reads.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    logits, targets = torch.randn(2, 5, 7), torch.tensor([[1, 2, -100, 3, 4], [0, 6, 6, -100, 1]])
+    with _Reads():
+        loss = _lm_loss(logits, targets, targets.shape)
+    assert reads == ["aten._local_scalar_dense.default"], reads
+    assert torch.allclose(loss, torch.nn.functional.cross_entropy(logits.reshape(-1, 7), targets.reshape(-1), ignore_index=-100))
