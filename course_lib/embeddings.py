@@ -23,6 +23,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from course_lib.utils import check_token_ids
+
 __all__ = [
     "TokenEmbedding",
     "one_hot_embed",
@@ -55,17 +57,8 @@ def _check_even(name: str, value: int) -> int:
 
 
 def _check_ids(ids: object, vocab_size: int, what: str = "token ids") -> Tensor:
-    """Return `ids` as a tensor after checking it holds integers in [0, vocab_size)."""
-    if not isinstance(ids, Tensor):
-        raise TypeError(f"{what} must be a torch.Tensor of integers, got {type(ids).__name__}")
-    if ids.dtype not in _INT_DTYPES:
-        raise TypeError(f"{what} must have an integer dtype (e.g. torch.long), got {ids.dtype}")
-    if ids.numel() and ids.device.type != "meta":  # meta tensors (shape-only, for counting) have no values
-        lo, hi = (int(t) for t in torch.aminmax(ids))
-        if lo < 0 or hi >= vocab_size:
-            bad = lo if lo < 0 else hi
-            raise ValueError(f"{what} must lie in [0, {vocab_size}), got {bad} (min {lo}, max {hi})")
-    return ids
+    """Return `ids` as a tensor after checking it holds integers in [0, vocab_size) (course_lib.utils.check_token_ids)."""
+    return check_token_ids(ids, what, vocab_size)
 
 
 class TokenEmbedding(nn.Embedding):

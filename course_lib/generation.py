@@ -34,6 +34,8 @@ from typing import Any, Iterator
 import torch
 import torch.nn.functional as F
 
+from course_lib.utils import check_token_ids
+
 __all__ = [
     "check_sampling_args",
     "apply_temperature",
@@ -132,10 +134,7 @@ def sample_next(
 
 # ----------------------------------------------------------------------------- helpers
 def _check_ids(name: str, idx: Any) -> torch.Tensor:
-    if not isinstance(idx, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(idx).__name__}")
-    if idx.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-        raise TypeError(f"{name} must hold integer token ids, got dtype {idx.dtype}")
+    check_token_ids(idx, name)
     if idx.dim() != 2 or idx.size(1) == 0:
         raise ValueError(f"{name} must have shape (B, T) with T >= 1, got {tuple(idx.shape)}")
     return idx.long()

@@ -29,6 +29,8 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from course_lib.utils import check_token_ids
 from torch import nn
 
 __all__ = [
@@ -70,11 +72,7 @@ class MaskedInputs(NamedTuple):
 
 
 def _check_id_tensor(name: str, ids: Any) -> torch.Tensor:
-    if not isinstance(ids, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(ids).__name__}")
-    if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
-        raise TypeError(f"{name} must hold integer token ids (torch.long), got dtype {ids.dtype}")
-    return ids
+    return check_token_ids(ids, name)
 
 
 def _generator(generator: torch.Generator | int | None) -> torch.Generator | None:
@@ -131,8 +129,7 @@ def mask_tokens(
             raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
     if mask_frac + random_frac > 1.0 + 1e-9:
         raise ValueError(f"mask_frac + random_frac must be <= 1 (the rest is kept), got {mask_frac} + {random_frac}")
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
-        raise ValueError(f"input_ids must lie in [0, vocab_size={vocab_size}), got min {int(ids.min())}, max {int(ids.max())}")
+    check_token_ids(ids, "input_ids", vocab_size)
     special = sorted({int(i) for i in special_ids} | {mask_id})
     if attention_mask is not None:
         if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != ids.shape:

@@ -39,6 +39,7 @@ from torch import nn
 from course_lib.attention import KVCache, MultiHeadAttention, causal_mask, padding_mask
 from course_lib.embeddings import LearnedPositionalEmbedding, TokenEmbedding, sinusoidal_positions
 from course_lib.layers import DecoderBlock, FeedForward, LayerNorm, RMSNorm, TransformerBlock, gelu, make_norm
+from course_lib.utils import check_token_ids
 
 __all__ = [
     "ModelOutput",
@@ -123,21 +124,12 @@ def _check_positive(cfg: Any, *names: str) -> None:
 
 
 def _check_ids(name: str, ids: Any, vocab_size: int, max_len: int, past: int = 0) -> None:
-    """Clear errors for wrong token ids: type, shape, length (context) and range (vocabulary)."""
-    if not isinstance(ids, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(ids).__name__}")
-    if ids.dim() != 2:
-        raise ValueError(f"{name} must have shape (B, T), got {tuple(ids.shape)}")
-    if ids.dtype.is_floating_point or ids.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer token ids (torch.long), got dtype {ids.dtype}")
+    """Clear errors for wrong token ids: type, shape and range (course_lib.utils.check_token_ids), then length (context)."""
+    check_token_ids(ids, name, vocab_size, dims=2)
     T = ids.size(1)
     if T + past > max_len:
         extra = f" plus {past} cached" if past else ""
         raise ValueError(f"{name} has {T} tokens{extra} = {T + past}, longer than the model's context of {max_len}")
-    if ids.numel():
-        lo, hi = (int(t) for t in torch.aminmax(ids))
-        if lo < 0 or hi >= vocab_size:
-            raise ValueError(f"{name} must lie in [0, vocab_size={vocab_size}), got min {lo}, max {hi}")
 
 
 def _lm_loss(logits: torch.Tensor, targets: torch.Tensor | None, ids_shape: torch.Size) -> torch.Tensor | None:
@@ -356,11 +348,11 @@ class GPTDecoder:
     `GPT.forward(idx, cache=...)` is the version to read: modules, input checks, a `KVCache` per
     layer. Decoding one token at a time, a small model spends most of that call on the calls
     themselves, not on arithmetic: for the 4-layer notebook GPT, one token takes 49 module calls,
-    each with its own input checks, and 117 PyTorch operations of a few microseconds each
+    each with its own input checks, and 119 PyTorch operations of a few microseconds each
     (ATen kernels, counted with `course_lib.utils.count_calls`; tested).
     This class does the same arithmetic with the same PyTorch kernels, in the same order, and so
     gives the same logits, bit for bit on a CPU (see tests), while it
-    - calls no modules (82 PyTorch operations a token) and checks the input once per call;
+    - calls no modules (83 PyTorch operations a token) and checks the input once per call;
     - runs q, k and v as one stacked matrix product;
     - keeps each layer's keys and values in one buffer of `block_size` positions (one copy per
       step writes both) and makes the views of its first t positions once, not every step.

@@ -1,4 +1,5 @@
-"""Seeding, device choice, a tiny timer, closing progress bars and counting calls. See notebook 00.
+"""Seeding, device choice, a tiny timer, closing progress bars, counting calls, and the one check of token ids
+that every module uses. See notebook 00.
 
 Leaves out: multi-GPU placement (see notebook 11) and mixed precision.
 """
@@ -139,3 +140,29 @@ def count_calls(fn: Callable[[], Any]) -> CallCount:
     finally:
         handle.remove()
     return CallCount(counts["modules"], counts["ops"])
+
+
+INT_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
+
+
+def check_token_ids(ids: Any, name: str = "token ids", vocab_size: int | None = None, dims: int | None = None) -> torch.Tensor:
+    """Return `ids` after checking it is an integer tensor (with `dims` dimensions, values in [0, vocab_size)).
+
+    The one token-id check of the package: embeddings, models, masking and decoding call it, so a wrong
+    input gets the same clear message everywhere. The range check costs two kernels and one read-back
+    (one host sync) per call. Meta tensors (shapes only) skip the range check.
+    >>> check_token_ids(torch.tensor([[1, 2]]), "idx", vocab_size=3, dims=2).shape
+    torch.Size([1, 2])
+    """
+    if not isinstance(ids, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(ids).__name__}")
+    if dims is not None and ids.dim() != dims:
+        want = {1: "(T,)", 2: "(B, T)"}.get(dims, f"{dims} dimensions")
+        raise ValueError(f"{name} must have shape {want}, got {tuple(ids.shape)}")
+    if ids.dtype not in INT_DTYPES:
+        raise TypeError(f"{name} must hold integer token ids (an integer dtype such as torch.long), got dtype {ids.dtype}")
+    if vocab_size is not None and ids.numel() and ids.device.type != "meta":
+        lo, hi = torch.stack(torch.aminmax(ids)).tolist()  # two kernels, one read-back
+        if lo < 0 or hi >= vocab_size:
+            raise ValueError(f"{name} must lie in [0, vocab_size={vocab_size}), got min {lo}, max {hi}")
+    return ids

@@ -54,7 +54,7 @@ def test_token_embedding_equals_nn_embedding():
 
 @pytest.mark.parametrize("bad", [torch.tensor([0, 30]), torch.tensor([-1, 2])])
 def test_token_embedding_out_of_range(bad):
-    with pytest.raises(ValueError, match=r"\[0, 30\)"):
+    with pytest.raises(ValueError, match=r"\[0, vocab_size=30\)"):
         TokenEmbedding(30, 6)(bad)
 
 

@@ -121,3 +121,34 @@ def test_count_calls_removes_its_hook_even_when_fn_raises():
 def test_count_calls_rejects_a_non_callable():
     with pytest.raises(TypeError, match="callable"):
         count_calls(3)
+
+
+def test_check_token_ids_is_the_one_clear_check():
+    from course_lib.utils import check_token_ids
+
+    ids = torch.tensor([[0, 4, 2]])
+    assert check_token_ids(ids, "idx", vocab_size=5, dims=2) is ids
+    with pytest.raises(TypeError, match=r"idx must be a torch.Tensor of token ids, got list"):
+        check_token_ids([[1, 2]], "idx")
+    with pytest.raises(TypeError, match=r"idx must hold integer token ids .* got dtype torch.float32"):
+        check_token_ids(torch.zeros(1, 2), "idx")
+    with pytest.raises(TypeError, match="got dtype torch.bool"):
+        check_token_ids(torch.ones(1, 2, dtype=torch.bool), "idx")
+    with pytest.raises(ValueError, match=r"idx must have shape \(B, T\), got \(3,\)"):
+        check_token_ids(torch.zeros(3, dtype=torch.long), "idx", dims=2)
+    with pytest.raises(ValueError, match=r"idx must lie in \[0, vocab_size=4\), got min 0, max 4"):
+        check_token_ids(ids, "idx", vocab_size=4)
+    with pytest.raises(ValueError, match=r"got min -1, max 2"):
+        check_token_ids(torch.tensor([-1, 2]), "idx", vocab_size=4)
+    assert check_token_ids(torch.empty(0, dtype=torch.long), vocab_size=1).numel() == 0
+    assert check_token_ids(torch.empty(2, 3, dtype=torch.long, device="meta"), vocab_size=1).shape == (2, 3)
+
+
+def test_every_module_checks_token_ids_with_the_one_function():
+    """embeddings, models, masking and generation all name the same check (issue 23: one token-id validator)."""
+    import inspect
+
+    from course_lib import embeddings, generation, masking, models
+
+    for module in (embeddings, generation, masking, models):
+        assert "check_token_ids(" in inspect.getsource(module), module.__name__
