@@ -47,6 +47,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from course_lib.training import shard_batch  # re-exported: `course_lib.cli.shard_batch` keeps working
+
 __all__ = [
     "ConfigError",
     "CONFIG_DIR",
@@ -404,27 +406,7 @@ def _model_config(cfg: dict, vocab: dict) -> Any:
 
 
 # ============================================================================= distributed helpers
-def shard_batch(batch: Any, rank: int, world_size: int) -> Any:
-    """The rows of the global `batch` that process `rank` of `world_size` trains on (contiguous slices).
-
-    Works on a tensor (B, ...), a tuple/list of tensors or a dict of tensors; B must divide evenly.
-    >>> shard_batch(torch.arange(6).view(6, 1), rank=1, world_size=3).flatten().tolist()
-    [2, 3]
-    See notebook 11.
-    """
-    if not isinstance(world_size, int) or world_size < 1 or not isinstance(rank, int) or not 0 <= rank < world_size:
-        raise ValueError(f"need 0 <= rank < world_size, got rank={rank!r}, world_size={world_size!r}")
-    if isinstance(batch, dict):
-        return {k: shard_batch(v, rank, world_size) for k, v in batch.items()}
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(shard_batch(v, rank, world_size) for v in batch)
-    if not isinstance(batch, torch.Tensor):
-        raise TypeError(f"batch must be a tensor, a tuple/list or a dict of tensors, got {type(batch).__name__}")
-    B = batch.size(0)
-    if B % world_size:
-        raise ValueError(f"the global batch size {B} must be divisible by the number of processes {world_size}")
-    n = B // world_size
-    return batch[rank * n : (rank + 1) * n]
+# shard_batch is in course_lib.training (imported at the top), with the training loop's other pieces.
 
 
 @dataclasses.dataclass

@@ -51,6 +51,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "checkpoint_exists",
+    "shard_batch",
 ]
 
 
@@ -559,3 +560,27 @@ def load_checkpoint(
         groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in state["optimizer_param_groups"]]
         optimizer.load_state_dict({"state": opt_state, "param_groups": groups})  # betas: a tuple again (JSON made a list)
     return {"model": model, "config": model.config, "step": state["step"], "extra": state.get("extra", {})}
+
+
+# ----------------------------------------------------------------------------- data-parallel training
+def shard_batch(batch: Any, rank: int, world_size: int) -> Any:
+    """The rows of the global `batch` that process `rank` of `world_size` trains on (contiguous slices).
+
+    Works on a tensor (B, ...), a tuple/list of tensors or a dict of tensors; B must divide evenly.
+    >>> shard_batch(torch.arange(6).view(6, 1), rank=1, world_size=3).flatten().tolist()
+    [2, 3]
+    The command line's data-parallel training uses it (`course_lib.cli`). See notebook 11.
+    """
+    if not isinstance(world_size, int) or world_size < 1 or not isinstance(rank, int) or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank={rank!r}, world_size={world_size!r}")
+    if isinstance(batch, dict):
+        return {k: shard_batch(v, rank, world_size) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(shard_batch(v, rank, world_size) for v in batch)
+    if not isinstance(batch, torch.Tensor):
+        raise TypeError(f"batch must be a tensor, a tuple/list or a dict of tensors, got {type(batch).__name__}")
+    B = batch.size(0)
+    if B % world_size:
+        raise ValueError(f"the global batch size {B} must be divisible by the number of processes {world_size}")
+    n = B // world_size
+    return batch[rank * n : (rank + 1) * n]

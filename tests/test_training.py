@@ -349,3 +349,11 @@ def test_empty_batches_and_bad_steps_are_clear_errors():
     with pytest.raises(ValueError, match="training batches is empty"):
         train(model, [], TrainConfig(max_steps=2, progress=False))
     assert model.training  # evaluate put the mode back even though it raised
+
+
+def test_shard_batch_lives_with_training_and_the_cli_reexports_it():
+    from course_lib import cli, training
+
+    assert cli.shard_batch is training.shard_batch
+    x = torch.arange(8).view(8, 1)
+    assert [training.shard_batch(x, r, 4).flatten().tolist() for r in range(4)] == [[0, 1], [2, 3], [4, 5], [6, 7]]

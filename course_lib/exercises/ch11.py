@@ -3,7 +3,7 @@
 Each `check_*` takes the learner's function, runs it against a reference on a few cases, and
 keeps the contract of `course_lib.exercises`: not attempted -> hint, returns None;
 wrong -> ExerciseError; right -> True. The references are the rules of a data-parallel split
-(`course_lib.cli.shard_batch` is one such split), `course_lib.cli.parse_override`, `reference_nearest`
+(`course_lib.training.shard_batch` is one such split), `course_lib.cli.parse_override`, `reference_nearest`
 (cosine similarity search) and `reference_corpus_perplexity` (perplexity of a corpus scored in
 batches of different sizes).
 """
