@@ -15,7 +15,7 @@ from course_lib.attention import causal_mask, scaled_dot_product_attention
 from course_lib.exercises import check_function, checker_hint, show_hint
 
 __all__ = ["check_attention_weights", "check_causal_mask", "check_split_heads", "check_masked_attention",
-           "hint", "HINTS"]
+           "check_alibi_bias", "hint", "HINTS"]
 
 #: exercise number -> hints, first what to think about, then closer to the method (never the code).
 HINTS: dict[int, tuple[str, ...]] = {
@@ -47,11 +47,19 @@ HINTS: dict[int, tuple[str, ...]] = {
         "scores: q times k transposed on its last two dims, over the square root of d_k; fill the scores "
         "where the mask is False with minus infinity; softmax over the last dim; multiply the weights by v.",
     ),
+    5: (
+        "ALiBi needs two things per head: a slope (head h, counted from 1, has 2 to the power minus 8h / n_heads, "
+        "so the first head is the steepest) and the distance i - j from query i back to key j. The bias is minus "
+        "slope times distance for keys at or before the query, and minus infinity for keys in the future.",
+        "make the (t, t) table of distances by subtracting a row of key positions from a column of query "
+        "positions; multiply it by the slopes shaped (n_heads, 1, 1) so they broadcast, negate it, then fill "
+        "the entries with a negative distance (the future) with minus infinity. Keep the result floating point.",
+    ),
 }
 
 
 def hint(exercise: int, level: int = 2) -> str:
-    """The hints of exercise 1 to 4 up to `level` (1: what to think about, 2: the method), printed and returned."""
+    """The hints of exercise 1 to 5 up to `level` (1: what to think about, 2: the method), printed and returned."""
     return show_hint(HINTS, exercise, level, chapter="ch03")
 
 
@@ -119,4 +127,25 @@ def check_masked_attention(fn: Callable) -> bool | None:
     return check_function(
         fn, _masked_reference, cases, name="masked attention", atol=1e-5, rtol=1e-4,
         hint=checker_hint(HINTS, 4, "ch03"),
+    )
+
+
+def _alibi_reference(n_heads: int, t: int) -> torch.Tensor:
+    """ALiBi bias (n_heads, t, t): -m_h * (i - j) for key j <= query i, -inf for j > i; m_h = 2^(-8h / n_heads), h = 1..n_heads.
+
+    n_heads=2, t=3 -> slopes (1/16, 1/256); head 0: [[0, -inf, -inf], [-1/16, 0, -inf], [-2/16, -1/16, 0]].
+    """
+    slopes = 2.0 ** (-8.0 * torch.arange(1, n_heads + 1, dtype=torch.float32) / n_heads)  # (nh,)
+    pos = torch.arange(t)
+    distance = pos[:, None] - pos[None, :]  # (t, t): i - j, negative for keys in the future
+    bias = slopes[:, None, None] * -distance  # (nh, t, t): -m_h (i - j), 0 (not -0) on the diagonal
+    return bias.masked_fill(distance < 0, float("-inf"))
+
+
+def check_alibi_bias(fn: Callable) -> bool | None:
+    """Exercise 5: fn(n_heads, t) returns the causal ALiBi bias (n_heads, t, t), added to the scores (n_heads a power of 2)."""
+    cases = [(1, 1), (2, 3), (4, 4), (8, 5), (16, 3)]
+    return check_function(
+        fn, _alibi_reference, cases, name="ALiBi bias", atol=1e-6, rtol=1e-5,
+        hint=checker_hint(HINTS, 5, "ch03"),
     )
