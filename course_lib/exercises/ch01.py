@@ -3,17 +3,19 @@
 Each `check_*` runs the learner's function against the course's reference on a few cases: it returns
 True when all match, prints a hint and returns None while the function still raises
 NotImplementedError, and raises ExerciseError (with the case, expected value and a hint) when wrong.
+Exercise 6 trains on Chinese news sentences from `course_lib.data.load_chinese_news`.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 from course_lib.exercises import check_function, checker_hint, show_hint
 from course_lib.tokenization import BPETokenizer, WordPieceTokenizer, get_stats, merge
 
 __all__ = ["check_count_pairs", "check_merge_pair", "check_bpe_encode", "check_wordpiece", "check_tokens_per_char",
-           "hint", "HINTS"]
+           "check_train_merges", "hint", "HINTS"]
 
 #: exercise number -> hints, first what to think about, then closer to the method (never the code).
 HINTS: dict[int, tuple[str, ...]] = {
@@ -50,11 +52,21 @@ HINTS: dict[int, tuple[str, ...]] = {
         "encode the text, count the ids you get, and divide by the length of the Python string (a float "
         "division).",
     ),
+    6: (
+        "training is exercises 1 and 2 in a loop: count the pairs of the current ids, pick the most frequent "
+        "one (a tie goes to the smaller pair: compare first ids, then second ids), give it the next new id "
+        "(256, then 257, ...) and merge it everywhere. Stop early when the ids have no pair left.",
+        "start from the text's UTF-8 bytes as integers and an empty dict of merges. Repeat num_merges times: "
+        "if fewer than 2 ids are left, stop; count the pairs with your count_pairs; the winner is the pair "
+        "with the largest count, and among equal counts the smallest pair, so sort by minus the count, then "
+        "by the pair; store it with id 256 plus the number of merges so far; replace the ids by your "
+        "merge_pair of them.",
+    ),
 }
 
 
 def hint(exercise: int, level: int = 2) -> str:
-    """The hints of exercise 1 to 5 up to `level` (1: what to think about, 2: the method), printed and returned."""
+    """The hints of exercise 1 to 6 up to `level` (1: what to think about, 2: the method), printed and returned."""
     return show_hint(HINTS, exercise, level, chapter="ch01")
 
 
@@ -131,3 +143,27 @@ def check_tokens_per_char(fn: Callable) -> bool | None:
         fn, _reference_tokens_per_char, cases, name="Exercise 5: tokens_per_char", rtol=1e-9,
         hint=checker_hint(HINTS, 5, "ch01"),
     )
+
+
+def _reference_train_merges(text: str, num_merges: int) -> dict[tuple[int, int], int]:
+    with warnings.catch_warnings():  # a text that runs out of pairs: the course's trainer warns and stops early
+        warnings.simplefilter("ignore", UserWarning)
+        return BPETokenizer.train(text, vocab_size=256 + num_merges, pattern=None).merges
+
+
+def check_train_merges(fn: Callable) -> bool | None:
+    """Exercise 6: `train_merges(text, num_merges) -> dict[(int, int), int]`: BPE training on one chunk of text."""
+    cases = [
+        ("aaabdaaabac", 3),
+        ("abababab", 5),                                        # runs out of pairs after 3 merges
+        ("ab", 4),
+        ("猫猫猫狗狗猫猫", 6),                                   # two merges build one Chinese character
+        ("自然语言处理是人工智能的一个重要分支。语言模型处理语言。", 12),
+        ("the cat sat on the mat", 8),                          # ties: the smallest pair wins
+    ]
+    return check_function(
+        fn, _reference_train_merges, cases, name="Exercise 6: train_merges",
+        hint=checker_hint(HINTS, 6, "ch01"),
+    )
+
+
