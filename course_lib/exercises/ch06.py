@@ -3,8 +3,8 @@
 Each `check_*` takes the learner's function, runs it against a reference on a few cases, and
 keeps the contract of `course_lib.exercises`: not attempted -> hint, returns None;
 wrong -> ExerciseError; right -> True. The references are the library's own pieces
-(`course_lib.generation.top_k_filter` / `top_p_filter`, `course_lib.metrics.perplexity`) and
-PyTorch (`torch.tril`, `torch.softmax`, `F.cross_entropy`).
+(`course_lib.generation.top_k_filter` / `top_p_filter` / `generate`, `course_lib.metrics.perplexity`)
+and PyTorch (`torch.tril`, `torch.softmax`, `F.cross_entropy`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from course_lib.exercises import check_function, checker_hint, show_hint
-from course_lib.generation import top_k_filter, top_p_filter
+from course_lib.generation import generate, top_k_filter, top_p_filter
 from course_lib.metrics import perplexity
+from course_lib.models import GPT, GPTConfig
 
 __all__ = [
     "check_shift_targets",
@@ -27,6 +28,8 @@ __all__ = [
     "check_temperature_softmax",
     "check_top_k_probs",
     "check_top_p_probs",
+    "check_generate_with_cache",
+    "checker_model",
     "hint",
     "HINTS",
 ]
@@ -75,11 +78,20 @@ HINTS: dict[int, tuple[str, ...]] = {
         "probability to get the mass above it, keep where that is below p, map the keep mask back to the "
         "original order, zero the rest and renormalise.",
     ),
+    8: (
+        "the cache remembers every key and value the model has computed, so after the prompt each step has "
+        "to feed only the ONE newest token, and the model places it after the cached positions by itself. "
+        "Greedy means: the next token is the most likely one at the last position.",
+        "make one empty cache per model with its new_cache method and keep it for the whole loop; the first "
+        "call feeds the whole prompt with that cache, every later call feeds only the token just chosen, shape "
+        "(B, 1). Take the logits of the last position, their argmax over the vocabulary is the next token; "
+        "append it with torch.cat along the time dimension. Run it under torch.no_grad.",
+    ),
 }
 
 
 def hint(exercise: int, level: int = 2) -> str:
-    """The hints of exercise 1 to 7 up to `level` (1: what to think about, 2: the method), printed and returned."""
+    """The hints of exercise 1 to 8 up to `level` (1: what to think about, 2: the method), printed and returned."""
     return show_hint(HINTS, exercise, level, chapter="ch06")
 
 
@@ -201,4 +213,87 @@ def check_top_p_probs(fn: Callable) -> bool | None:
     return check_function(
         fn, _ref_top_p, cases, name="top-p (nucleus) probabilities", atol=1e-6, rtol=1e-5,
         hint=checker_hint(HINTS, 7, "ch06"),
+    )
+
+
+# ----------------------------------------------------------------------------- exercise 8: decoding with the cache
+def checker_model(seed: int = 0) -> GPT:
+    """The small seeded GPT the generation checker decodes with (24 token ids, a context of 16), in eval mode.
+
+    Its weights are drawn larger than a fresh GPT's, so that greedy decoding does not repeat one token and
+    every mistake (a lost position, a missing context) changes the tokens.
+    """
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig.preset("tiny", vocab_size=24, block_size=16)).eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            base = 1.0 if "norm" in name and name.endswith("weight") else 0.0  # norm gains around 1, the rest around 0
+            p.copy_(torch.randn(p.shape, generator=g) * (0.5 if p.dim() > 1 else 0.1) + base)
+    return model
+
+
+class _CountingModel:
+    """The model, seen through a window that writes down how many tokens each call feeds (idx.size(1))."""
+
+    def __init__(self, model: GPT) -> None:
+        self._model, self.calls = model, []
+
+    def __call__(self, *args, **kwargs):
+        idx = args[0] if args else kwargs.get("idx")
+        self.calls.append(int(idx.shape[1]) if isinstance(idx, torch.Tensor) and idx.dim() == 2 else -1)
+        return self._model(*args, **kwargs)
+
+    forward = __call__
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+    def __repr__(self) -> str:
+        return f"GPT(vocab_size={self._model.config.vocab_size}, block_size={self._model.config.block_size})"
+
+
+class _Seeded:
+    """A checker model with a short repr, so that a failing case prints `checker_model(seed=1)`, not the whole GPT."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed, self.gpt = seed, checker_model(seed)
+
+    def __repr__(self) -> str:
+        return f"checker_model(seed={self.seed})"
+
+
+#: (model seed, batch size, prompt length, new tokens): prompt + new tokens stay within the context of 16
+_GENERATE_CASES = [(0, 1, 3, 10), (1, 2, 4, 8), (2, 3, 9, 7), (3, 1, 5, 1)]
+
+
+def check_generate_with_cache(fn: Callable) -> bool | None:
+    """Exercise 8: fn(model, ids (B, T), n) -> (B, T + n) greedy tokens, feeding one token per step after the prompt.
+
+    Compared with `course_lib.generation.generate(model, ids, n, greedy=True)` on small seeded GPTs. The
+    checker also writes down how many tokens each model call feeds: the prompt's T first, then 1 per step
+    (n calls; one more call of 1 token at the end is allowed). Recomputing the whole sequence at every step
+    gives the right tokens but not those calls.
+    """
+    if not callable(fn):
+        raise TypeError(f"generate with cache: expected a function, got {type(fn).__name__}")
+    cases = []
+    for seed, B, T, n in _GENERATE_CASES:
+        ids = torch.randint(0, 24, (B, T), generator=torch.Generator().manual_seed(100 + seed))
+        cases.append((_Seeded(seed), ids, n))
+
+    def reference(model: "_Seeded", ids: torch.Tensor, n: int) -> tuple[torch.Tensor, list[int]]:
+        return generate(model.gpt, ids, n, greedy=True), [ids.shape[1]] + [1] * (n - 1)
+
+    def learner(model: "_Seeded", ids: torch.Tensor, n: int) -> tuple[torch.Tensor, list[int]]:
+        window = _CountingModel(model.gpt)
+        out = fn(window, ids.clone(), n)
+        calls = window.calls
+        if len(calls) == n + 1 and calls[-1] == 1:  # a last call whose logits are not needed: allowed
+            calls = calls[:-1]
+        return out, calls
+
+    return check_function(
+        learner, reference, cases, name="generate with the KV cache (tokens, tokens fed per call)",
+        hint=checker_hint(HINTS, 8, "ch06"),
     )
