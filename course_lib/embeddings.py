@@ -23,7 +23,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from course_lib.utils import check_token_ids
+from course_lib.utils import INT_DTYPES, check_token_ids
 
 __all__ = [
     "TokenEmbedding",
@@ -38,7 +38,6 @@ __all__ = [
     "cosine_similarity_matrix",
 ]
 
-_INT_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
 
 
 def _check_positive_int(name: str, value: object) -> int:
@@ -195,7 +194,7 @@ class LearnedPositionalEmbedding(nn.Embedding):
                 )
             positions = torch.arange(offset, offset + T, device=self.weight.device)
         elif isinstance(positions, Tensor):
-            if positions.dtype not in _INT_DTYPES:
+            if positions.dtype not in INT_DTYPES:
                 raise TypeError(f"positions must be integers, got dtype {positions.dtype}")
             if positions.numel() and positions.device.type != "meta" and (int(positions.min()) < 0 or int(positions.max()) >= self.max_len):
                 raise ValueError(

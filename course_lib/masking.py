@@ -29,9 +29,9 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from course_lib.utils import check_token_ids
-from torch import nn
 
 __all__ = [
     "SPECIAL_TOKENS",
@@ -71,10 +71,6 @@ class MaskedInputs(NamedTuple):
     kinds: torch.Tensor  # (..., T) 0 not chosen, 1 [MASK], 2 random token, 3 kept (see KIND_NAMES)
 
 
-def _check_id_tensor(name: str, ids: Any) -> torch.Tensor:
-    return check_token_ids(ids, name)
-
-
 def _generator(generator: torch.Generator | int | None) -> torch.Generator | None:
     if generator is None or isinstance(generator, torch.Generator):
         return generator
@@ -89,7 +85,7 @@ def special_tokens_mask(input_ids: torch.Tensor, special_ids: Iterable[int]) -> 
     >>> special_tokens_mask(torch.tensor([2, 7, 8, 3, 0]), [0, 2, 3]).tolist()
     [True, False, False, True, True]
     """
-    ids = _check_id_tensor("input_ids", input_ids)
+    ids = check_token_ids(input_ids, "input_ids")
     special = torch.tensor(sorted({int(i) for i in special_ids}), dtype=ids.dtype, device=ids.device)
     return torch.isin(ids, special)
 
@@ -119,7 +115,7 @@ def mask_tokens(
 
     See notebook 05.
     """
-    ids = _check_id_tensor("input_ids", input_ids)
+    ids = check_token_ids(input_ids, "input_ids")
     if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size <= 0:
         raise ValueError(f"vocab_size must be a positive int, got {vocab_size!r}")
     if not isinstance(mask_id, int) or not 0 <= mask_id < vocab_size:

@@ -137,15 +137,14 @@ def _lm_loss(logits: torch.Tensor, targets: torch.Tensor | None, ids_shape: torc
         return None
     if targets.shape != ids_shape:
         raise ValueError(f"targets must have the shape of the inputs {tuple(ids_shape)}, got {tuple(targets.shape)}")
-    if targets.dtype.is_floating_point or targets.dtype == torch.bool:
-        raise TypeError(f"targets must hold integer token ids (torch.long), got dtype {targets.dtype}")
+    check_token_ids(targets, "targets")  # type and dtype; the range allows -100, so it is checked below
     V = logits.size(-1)
     # one host sync per step (a single bool), not three; the numbers for the message only on the error path
     if bool(((targets != -100) & ((targets < 0) | (targets >= V))).any()):
         scored = targets[targets != -100]
         lo, hi = (int(t) for t in torch.aminmax(scored))
         raise ValueError(f"targets must lie in [0, vocab_size={V}) or be -100 (ignored), got min {lo}, max {hi}")
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+    return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), ignore_index=-100)
 
 
 def _init_weights(module: nn.Module, std: float = 0.02) -> None:

