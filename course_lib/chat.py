@@ -56,6 +56,7 @@ __all__ = [
     "encode_chat",
     "masked_targets",
     "pack_conversations",
+    "masked_windows",
     "sft_batch",
     "Example",
     "PRONOUNCE_PROMPT",
@@ -424,6 +425,24 @@ def pack_conversations(encoded: Sequence[tuple[Sequence[int], Sequence[int]]]) -
     return torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.bool), torch.tensor(starts, dtype=torch.long)
 
 
+def masked_windows(ids: torch.Tensor, mask: torch.Tensor, starts: torch.Tensor, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The windows of T + 1 tokens of a packed stream at `starts`, as inputs x (B, T) and labels y (B, T).
+
+    y is x shifted by one, with -100 wherever the next token's mask is 0 (not the assistant's).
+    >>> masked_windows(torch.tensor([1, 2, 3, 4]), torch.tensor([0, 0, 1, 1]).bool(), torch.tensor([0, 1]), 2)
+    (tensor([[1, 2],
+            [2, 3]]), tensor([[-100,    3],
+            [   3,    4]]))
+
+    See notebook 10.
+    """
+    idx = starts[:, None] + torch.arange(block_size + 1)  # (B, T + 1)
+    w, m = ids[idx], mask[idx]
+    x, y = w[:, :-1], w[:, 1:].clone()
+    y[~m[:, 1:]] = -100
+    return x, y
+
+
 def sft_batch(
     ids: torch.Tensor,
     mask: torch.Tensor,
@@ -444,10 +463,7 @@ def sft_batch(
     if len(ok) == 0:
         raise ValueError(f"the stream has {len(ids)} tokens, need at least block_size + 1 = {block_size + 1}")
     pick = ok[torch.randint(len(ok), (batch_size,), generator=generator)]  # (B,)
-    idx = pick[:, None] + torch.arange(block_size + 1)  # (B, T + 1)
-    w, m = ids[idx], mask[idx]
-    x, y = w[:, :-1], w[:, 1:].clone()
-    y[~m[:, 1:]] = -100
+    x, y = masked_windows(ids, mask, pick, block_size)
     if device is not None:
         x, y = x.to(device), y.to(device)
     return x, y

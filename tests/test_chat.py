@@ -571,3 +571,18 @@ def test_evaluate_few_shot(tok, tiny_model):
     assert chat.evaluate_few_shot(tiny_model, tok, examples, pool, k=2, max_new_tokens=4)["records"] == res["records"]
     with pytest.raises(ValueError, match="shot pool"):
         chat.evaluate_few_shot(tiny_model, tok, examples, pool, k=3)
+
+
+def test_masked_windows_shift_by_one_and_ignore_untrained_labels():
+    from course_lib.chat import masked_windows, pack_conversations, sft_batch
+
+    ids, mask, starts = pack_conversations([([1, 2, 3, 4], [0, 0, 1, 1]), ([5, 6, 7], [0, 1, 1])])
+    x, y = masked_windows(ids, mask, torch.tensor([0, 2, 3]), 3)
+    assert x.tolist() == [[1, 2, 3], [3, 4, 5], [4, 5, 6]]
+    assert y.tolist() == [[-100, 3, 4], [4, -100, 6], [-100, 6, 7]]
+    # sft_batch cuts the same windows at the conversation starts it draws
+    xs, ys = sft_batch(ids, mask, starts, batch_size=4, block_size=3, generator=torch.Generator().manual_seed(0))
+    for row_x, row_y in zip(xs, ys):
+        (s,) = [int(s) for s in starts if ids[s : s + 3].tolist() == row_x.tolist()]
+        wx, wy = masked_windows(ids, mask, torch.tensor([s]), 3)
+        assert torch.equal(wx[0], row_x) and torch.equal(wy[0], row_y)

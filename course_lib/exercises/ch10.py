@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from course_lib.chat import masked_targets, pack_conversations, render
+from course_lib.chat import masked_targets, masked_windows, pack_conversations, render
 from course_lib.exercises import check_function, checker_hint, show_hint
 
 __all__ = [
@@ -158,11 +158,7 @@ def reference_pack_rows(encoded: Sequence[tuple[Sequence[int], Sequence[int]]], 
     rows = (len(ids) - 1) // block_size
     if rows < 1:
         raise ValueError(f"the stream has {len(ids)} tokens, need at least block_size + 1 = {block_size + 1}")
-    idx = torch.arange(rows)[:, None] * block_size + torch.arange(block_size + 1)  # (R, T + 1)
-    w, m = ids[idx], mask[idx]
-    x, y = w[:, :-1], w[:, 1:].clone()
-    y[~m[:, 1:]] = -100
-    return x, y
+    return masked_windows(ids, mask, torch.arange(rows) * block_size, block_size)
 
 
 #: two ChatML-like conversations, ids and masks as encode_chat gives them: 1 = start, 2 = end, 3 = newline, 10+ = text
