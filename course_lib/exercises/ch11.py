@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from course_lib.cli import parse_override
-from course_lib.exercises import ExerciseError, check_function, checker_hint, show_hint
+from course_lib.exercises import ExerciseError, _short, check_function, checker_hint, show_hint
 
 __all__ = [
     "check_shard",
@@ -86,9 +86,8 @@ def _shard_rows(shard: object, batch: torch.Tensor, where: str, hint_line: str) 
     flat_shard = shard.reshape(len(shard), flat_batch.shape[1]).to(batch.dtype)
     same = (flat_shard[:, None, :] == flat_batch[None, :, :]).all(-1)  # (n, B): shard row i is batch row j
     if not bool(same.any(1).all()):
-        text = repr(shard.tolist())
-        raise ExerciseError(f"{where} holds rows that are not rows of the global batch: "
-                            f"{text if len(text) <= 200 else text[:200] + ' ...'}" + hint_line)
+        raise ExerciseError(f"{where} holds rows that are not rows of the global batch: {_short(shard.tolist(), 200)}"
+                            + hint_line)
     return same.int().argmax(1).tolist()
 
 
