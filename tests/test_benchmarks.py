@@ -80,3 +80,35 @@ def test_bench_llama_worker_smoke() -> None:
     spec.loader.exec_module(module)
     r = module.worker("course", 4)
     assert len(r["tokens"]) == 4 and r["load_s"] > 0 and r["tokens_per_s"] > 0 and r["prompt_tokens"] > 10
+
+
+def _script(name: str):
+    """benchmarks/<name>.py as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_scaling_prediction_writes_the_prediction_then_the_measurement(tmp_path: Path, one_thread) -> None:
+    grid = {"shapes": [[1, 16], [1, 32], [2, 32]], "token_budgets": [256, 512, 1024], "block_size": 8, "batch_size": 4,
+            "eval_windows": 16}
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    args = ["--config", str(tmp_path / "grid.json"), "--sweep", str(tmp_path / "sweep.json"),
+            "--out", str(tmp_path / "prediction.json"), "--shape", "2", "48", "--tokens", "2048"]
+    record = _script("scaling_prediction").main(args)
+    saved = json.loads((tmp_path / "prediction.json").read_text())
+    assert saved == json.loads(json.dumps(record))
+    assert saved["target"]["params"] > max(r["params"] for r in json.loads((tmp_path / "sweep.json").read_text())["runs"])
+    assert saved["relative_error"] == pytest.approx((saved["predicted_val_loss"] - saved["measured_val_loss"]) / saved["measured_val_loss"])
+    assert len(saved["fit"]) == 7 and saved["settings"]["token_budgets"] == [256, 512, 1024]
+    again = _script("scaling_prediction").main(args)  # the same prediction and target: read back, not trained again
+    assert again == saved
+
+
+def test_bench_scaling_reports_the_share_outside_forward_and_backward(tmp_path: Path, one_thread) -> None:
+    report = _script("bench_scaling").main(["--steps", "3", "--shapes", "1x16", "--out", str(tmp_path / "b.json")])
+    row = report["shapes"]["1x16"]
+    assert sum(row["share"].values()) == pytest.approx(1.0)
+    assert row["outside_forward_backward"] == pytest.approx(1 - row["share"]["forward"] - row["share"]["backward"])
+    assert row["tokens_per_second"] > 0 and json.loads((tmp_path / "b.json").read_text())["steps"] == 3
