@@ -8,7 +8,8 @@ What it does:
 - `draw(name)`: the diagram of that name.
 
 The shapes and the palette live in `course_lib.diagrams.kit`; the pictures of notebooks 00-04 in
-`foundations`, those of 05-13 in `architectures`.
+`foundations`, those of 05-11 and 13 in `architectures`, what training costs (12) and the stages
+after pretraining (10) in `training`.
 
 Leaves out: data plots (those are in `course_lib.viz` and the notebooks).
 
@@ -37,12 +38,13 @@ from course_lib.diagrams.foundations import (
     transformer_block,
 )
 from course_lib.diagrams.kit import COLOURS, Diagram
+from course_lib.diagrams.training import post_training_stages, training_cost
 
 __all__ = [
     "COLOURS", "DIAGRAMS", "Diagram", "draw",
     "pipeline", "tokens_to_vectors", "queries_keys_values", "multi_head_attention", "transformer_block",
     "bert_input_stack", "causal_mask_and_kv_cache", "encoder_decoder", "lora_and_prompt_tuning", "moe_routing",
-    "chat_template_loss_mask", "project_flow", "grouped_query_attention",
+    "chat_template_loss_mask", "project_flow", "grouped_query_attention", "training_cost", "post_training_stages",
 ]
 
 #: diagram name -> (function that draws it, the notebooks that show it)
@@ -58,7 +60,9 @@ DIAGRAMS: dict[str, tuple[Callable[[], Diagram], tuple[str, ...]]] = {
     "lora-prompt-tuning": (lora_and_prompt_tuning, ("08_bert_finetuning",)),
     "moe-routing": (moe_routing, ("09_mixture_of_experts",)),
     "chat-template-loss-mask": (chat_template_loss_mask, ("10_interaction_formats",)),
+    "post-training-stages": (post_training_stages, ("10_interaction_formats",)),
     "project-flow": (project_flow, ("11_llm_project_anatomy",)),
+    "training-cost": (training_cost, ("12_scaling_laws",)),
     "grouped-query-attention": (grouped_query_attention, ("13_a_modern_llm",)),
 }
 
