@@ -87,3 +87,10 @@ def test_the_svg_files_of_the_readme_are_up_to_date():
     tool = Path(__file__).resolve().parent.parent / "tools" / "draw_diagrams.py"
     done = subprocess.run([sys.executable, str(tool), "--check"], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_svg_texts_reads_every_label_unescaped_in_order():
+    from course_lib.diagrams.kit import svg_texts
+
+    assert svg_texts('<svg><text x="1">a &amp; b</text><g><text>c &lt; d</text></g><title>not me</title></svg>') == ["a & b", "c < d"]
+    assert "queries" in " ".join(svg_texts(draw("queries-keys-values").svg())).lower()

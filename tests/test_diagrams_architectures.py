@@ -1,7 +1,6 @@
 """Tests of course_lib.diagrams.architectures: names, ids, key labels, and the numbers each picture computes."""
 
 import hashlib
-import html
 import inspect
 import json
 import os
@@ -14,7 +13,7 @@ import pytest
 import torch
 
 from course_lib.diagrams import architectures as A
-from course_lib.diagrams.kit import Diagram
+from course_lib.diagrams.kit import Diagram, svg_texts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,9 +34,7 @@ def svgs():
     return {f: getattr(A, f)().svg() for f in NAMES}
 
 
-def texts(svg: str) -> list[str]:
-    """The text of every <text> element of an SVG (one per line of a label)."""
-    return [html.unescape(t) for t in re.findall(r"<text\b[^>]*>([^<]*)</text>", svg)]
+texts = svg_texts  # the text of every <text> element, one per line of a label
 
 
 def joined(svg: str) -> str:

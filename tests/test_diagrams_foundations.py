@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import html
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +13,7 @@ import pytest
 import torch
 
 from course_lib.diagrams import foundations as fd
-from course_lib.diagrams.kit import Diagram
+from course_lib.diagrams.kit import Diagram, svg_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 DIAGRAMS = {  # function -> diagram name
@@ -32,9 +30,7 @@ def svgs() -> dict[str, str]:
     return {fn: getattr(fd, fn)().svg() for fn in DIAGRAMS}
 
 
-def texts(svg: str) -> list[str]:
-    """Every piece of text of an SVG (the kit keeps text as <text>)."""
-    return [html.unescape(t) for t in re.findall(r"<text\b[^>]*>([^<]*)</text>", svg)]
+texts = svg_texts  # every piece of text of an SVG (the kit keeps text as <text>)
 
 
 @pytest.mark.parametrize("fn, name", DIAGRAMS.items())

@@ -1,7 +1,6 @@
 """Tests of course_lib.diagrams.training: names, ids, key labels, and that every number comes from the code."""
 
 import hashlib
-import html
 import inspect
 import json
 import os
@@ -14,7 +13,7 @@ import pytest
 import torch
 
 from course_lib.diagrams import training as T
-from course_lib.diagrams.kit import Diagram
+from course_lib.diagrams.kit import Diagram, svg_texts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,9 +25,7 @@ def svgs():
     return {f: getattr(T, f)().svg() for f in NAMES}
 
 
-def texts(svg: str) -> list[str]:
-    """The text of every <text> element of an SVG (one per line of a label)."""
-    return [html.unescape(t) for t in re.findall(r"<text\b[^>]*>([^<]*)</text>", svg)]
+texts = svg_texts  # the text of every <text> element, one per line of a label
 
 
 def joined(svg: str) -> str:

@@ -18,6 +18,7 @@ See notebook 00 and `course_lib.diagrams`.
 
 from __future__ import annotations
 
+import html
 import io
 import re
 from pathlib import Path
@@ -27,7 +28,7 @@ import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 
-__all__ = ["COLOURS", "UNIT", "Diagram", "canvas", "box", "arrow", "label", "token_row", "grid", "bracket"]
+__all__ = ["COLOURS", "UNIT", "Diagram", "svg_texts", "canvas", "box", "arrow", "label", "token_row", "grid", "bracket"]
 
 #: inches per drawing unit: a canvas of width 16 units is 8 inches wide.
 UNIT = 0.5
@@ -48,6 +49,15 @@ COLOURS: dict[str, str] = {
     "ink": "#222222",         # text
     "soft_ink": "#777777",    # captions and notes
 }
+
+
+def svg_texts(svg: str) -> list[str]:
+    """The text of every <text> element of an SVG, in drawing order (one per line of a label), unescaped.
+
+    >>> svg_texts('<svg><text x="0">a &amp; b</text><text>c</text></svg>')
+    ['a & b', 'c']
+    """
+    return [html.unescape(t) for t in re.findall(r"<text\b[^>]*>([^<]*)</text>", svg)]
 
 
 class Diagram:
