@@ -132,3 +132,26 @@ def test_widget_with_a_real_conversation_on_a_tiny_llama(one_thread):
     assert len(conv.last_prompt_ids) == len(tok.encode("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n",
                                                       allowed_special="all"))
     assert "reply written" in ui.status.value
+
+
+def test_stored_bytes_checker_passes_the_block_count_and_fails_the_slips(capsys):
+    blocks = {"F32": (1, 4), "F16": (1, 2), "Q8_0": (32, 34), "Q4_0": (32, 18), "Q4_1": (32, 20)}
+
+    def right(shape, qtype):
+        size, nbytes = blocks[qtype]
+        rows = 1 if len(shape) == 1 else shape[0]
+        return rows * (shape[-1] // size) * nbytes
+
+    assert ch13.check_stored_bytes(right) is True
+    with pytest.raises(ExerciseError):  # half a byte per weight: forgets the scale (and minimum) of each block
+        ch13.check_stored_bytes(lambda shape, q: right(shape, q) if q in ("F32", "F16") else int(np.prod(shape)) // 2 if q != "Q8_0" else int(np.prod(shape)))
+    with pytest.raises(ExerciseError):  # Q4_1 counted like Q4_0: forgets the minimum
+        ch13.check_stored_bytes(lambda shape, q: right(shape, "Q4_0" if q == "Q4_1" else q))
+    capsys.readouterr()
+
+    def untouched(shape, qtype):
+        raise NotImplementedError
+
+    assert ch13.check_stored_bytes(untouched) is None
+    out = capsys.readouterr().out
+    assert "blocks" in out and "Q8_0 block is" not in out  # only the first tier

@@ -373,6 +373,26 @@ def test_ch08_checkers_keep_the_exercise_contract():
         ch08.check_mean_pool(lambda h, m: h.mean(1))  # counts the padding
 
 
+def test_lora_parameter_count_checker_passes_the_formula_and_fails_the_slips(capsys):
+    from course_lib.exercises import ExerciseError, ch08
+
+    right = lambda r, n, d, f: r * n * (4 * 2 * d + 2 * (d + f))  # noqa: E731
+    assert ch08.check_lora_parameter_count(right) is True
+    assert ch08.reference_lora_parameter_count(8, 2, 384, 1536) == 110_592  # notebook 08's printed count
+    for wrong in (lambda r, n, d, f: r * n * 6 * 2 * d,  # every matrix taken as d x d
+                  lambda r, n, d, f: r * n * (4 * d + 2 * f),  # one side of each matrix only
+                  lambda r, n, d, f: r * r * n * (4 * 2 * d + 2 * (d + f))):  # r squared
+        with pytest.raises(ExerciseError):
+            ch08.check_lora_parameter_count(wrong)
+    capsys.readouterr()
+
+    def not_yet(*args):
+        raise NotImplementedError
+
+    assert ch08.check_lora_parameter_count(not_yet) is None
+    assert "(r, d_in)" in capsys.readouterr().out
+
+
 def test_accuracy_interval_is_wilson_and_contains_the_accuracy():
     from course_lib.finetuning import accuracy_interval
     from course_lib.post_training import wilson_interval

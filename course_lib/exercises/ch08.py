@@ -16,7 +16,8 @@ from torch import nn
 from course_lib.exercises import check_function, checker_hint, show_hint
 from course_lib.finetuning import LoRALinear, SoftPrompt, mean_pool
 
-__all__ = ["check_mean_pool", "check_lora_forward", "check_merge_lora", "check_insert_prompt", "hint", "HINTS"]
+__all__ = ["check_mean_pool", "check_lora_forward", "check_merge_lora", "check_insert_prompt", "check_lora_parameter_count",
+           "reference_lora_parameter_count", "hint", "HINTS"]
 
 #: exercise number -> hints, first what to think about, then closer to the method (never the code).
 HINTS: dict[int, tuple[str, ...]] = {
@@ -49,11 +50,18 @@ HINTS: dict[int, tuple[str, ...]] = {
         "dimension (dim 1) the first position of x, the prompt and the positions from 1 on; build the mask the "
         "same way with a (B, n) tensor of ones, in the mask's dtype, in the middle.",
     ),
+    5: (
+        "LoRA adds two small matrices to each adapted layer, A of shape (r, d_in) and B of shape (d_out, r); "
+        "the layer's own weight and bias stay frozen and do not count.",
+        "a block has four attention matrices from d_model to d_model and a feed-forward pair, d_model to d_ff "
+        "and d_ff back to d_model; add r times (d_in + d_out) for each of the six, then multiply by the number "
+        "of adapted blocks.",
+    ),
 }
 
 
 def hint(exercise: int, level: int = 2) -> str:
-    """The hints of exercise 1 to 4 up to `level` (1: what to think about, 2: the method), printed and returned."""
+    """The hints of exercise 1 to 5 up to `level` (1: what to think about, 2: the method), printed and returned."""
     return show_hint(HINTS, exercise, level, chapter="ch08")
 
 
@@ -139,3 +147,26 @@ def check_insert_prompt(fn: Callable) -> bool | None:
         fn, _ref_insert, cases, name="insert soft prompt", atol=1e-6,
         hint=checker_hint(HINTS, 4, "ch08"),
     )
+
+
+# ----------------------------------------------------------------------------- exercise 5
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")  # notebook 08's LoRA adapts all six
+
+
+def reference_lora_parameter_count(rank: int, n_layers: int, d_model: int, d_ff: int) -> int:
+    """Trainable LoRA parameters when `add_lora` adapts the six matrices of `n_layers` BERT blocks, counted on a real
+    (small, random) BERT of that shape."""
+    from course_lib.finetuning import add_lora, freeze, lora_parameters
+    from course_lib.models import BERT, BertConfig
+
+    bert = freeze(BERT(BertConfig(vocab_size=8, block_size=4, n_layer=n_layers, n_head=1, d_model=d_model, d_ff=d_ff,
+                                  dropout=0.0, add_pooler=False)))
+    add_lora(bert, r=rank, alpha=2 * rank, targets=LORA_TARGETS)
+    return sum(p.numel() for p in lora_parameters(bert))
+
+
+def check_lora_parameter_count(fn: Callable) -> bool | None:
+    """Exercise 5: fn(rank, n_layers, d_model, d_ff) -> LoRA's trainable parameters on q, k, v, out, fc1 and fc2."""
+    cases = [(8, 2, 384, 1536), (2, 2, 384, 1536), (32, 2, 384, 1536), (4, 1, 16, 64), (1, 3, 8, 40)]
+    return check_function(fn, reference_lora_parameter_count, cases, name="LoRA parameter count",
+                          hint=checker_hint(HINTS, 5, "ch08"))

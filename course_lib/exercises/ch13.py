@@ -21,8 +21,8 @@ from course_lib.embeddings import apply_rotary, rotary_angles
 from course_lib.exercises import check_function, checker_hint, show_hint
 from course_lib.gguf import dequantize, quantize
 
-__all__ = ["check_repeat_kv", "check_dequantize_q4_1_block", "check_rotary_half", "hint", "HINTS",
-           "reference_dequantize_q4_1_block", "reference_rotary_half"]
+__all__ = ["check_repeat_kv", "check_dequantize_q4_1_block", "check_rotary_half", "check_stored_bytes", "hint", "HINTS",
+           "reference_dequantize_q4_1_block", "reference_rotary_half", "reference_stored_bytes"]
 
 #: exercise number -> hints, first what to think about, then closer to the method (never the code).
 HINTS: dict[int, tuple[str, ...]] = {
@@ -44,11 +44,18 @@ HINTS: dict[int, tuple[str, ...]] = {
         "cut q into a first and a second half (a, b); each pair becomes (a cos - b sin, a sin + b cos); put the "
         "two new halves back side by side. Each row of q has its own position.",
     ),
+    4: (
+        "a quantized tensor is stored row by row in blocks: each block of 32 weights takes a fixed number of "
+        "bytes, whatever the weights are. F32 and F16 have blocks of one weight.",
+        "count the blocks of one row (row length / block size), multiply by the bytes of one block, then by the "
+        "number of rows. A Q8_0 block is a float16 scale and 32 one-byte codes; Q4_0 a scale and 32 four-bit "
+        "codes; Q4_1 a scale, a minimum and 32 four-bit codes.",
+    ),
 }
 
 
 def hint(exercise: int, level: int = 2) -> str:
-    """The hints of exercise 1, 2 or 3 up to `level` (1: what to think about, 2: closer to the method); printed and returned."""
+    """The hints of exercise 1, 2, 3 or 4 up to `level` (1: what to think about, 2: closer to the method); printed and returned."""
     return show_hint(HINTS, exercise, level, chapter="ch13")
 
 
@@ -110,3 +117,23 @@ def check_rotary_half(fn: Callable) -> bool | None:
     ]
     return check_function(fn, reference_rotary_half, cases, name="rotary (half-split)", atol=1e-4, rtol=1e-4,
                           hint=checker_hint(HINTS, 3, "ch13"))
+
+
+# ----------------------------------------------------------------------------- exercise 4
+def reference_stored_bytes(shape: tuple[int, ...], qtype: str) -> int:
+    """Bytes that a tensor of `shape` takes in the GGUF file as `qtype` (what `course_lib.gguf.quantize` writes)."""
+    return int(quantize(np.zeros(shape, dtype=np.float32), qtype).nbytes)
+
+
+def check_stored_bytes(fn: Callable) -> bool | None:
+    """Exercise 4: fn(shape, qtype) -> the bytes of a (rows, row_length) tensor stored as F32, F16, Q8_0, Q4_0 or Q4_1."""
+    cases = [
+        ((576, 576), "Q4_1"),  # one of SmolLM2's attention matrices
+        ((1536, 576), "Q4_1"),  # a feed-forward matrix
+        ((192, 576), "Q8_0"),
+        ((64, 64), "Q4_0"),
+        ((3, 32), "F16"),
+        ((576,), "F32"),  # a norm's weight: one row
+        ((49152, 576), "Q4_1"),  # the token embedding
+    ]
+    return check_function(fn, reference_stored_bytes, cases, name="stored bytes", hint=checker_hint(HINTS, 4, "ch13"))
